@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/internal/atomicfile"
 	"golang.org/x/crypto/argon2"
 	"golang.org/x/crypto/chacha20poly1305"
 )
@@ -197,7 +198,7 @@ func (s *Store) Create(name string, key *identity.PrivateKey, passphrase []byte)
 	if err := os.MkdirAll(s.dir(), 0o700); err != nil {
 		return Entry{}, fmt.Errorf("keystore: creating %s: %w", s.dir(), err)
 	}
-	if err := writeNew(s.path(name), append(data, '\n')); err != nil {
+	if err := atomicfile.Create(s.path(name), append(data, '\n'), 0o600); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return Entry{}, fmt.Errorf("%w: %q (%s); choose another --name", ErrExists, name, s.path(name))
 		}
@@ -404,7 +405,7 @@ func (s *Store) SetDefault(name string) error {
 	if err := os.MkdirAll(s.home, 0o700); err != nil {
 		return fmt.Errorf("keystore: %w", err)
 	}
-	if err := writeReplace(s.defaultPath(), []byte(name+"\n")); err != nil {
+	if err := atomicfile.Write(s.defaultPath(), []byte(name+"\n"), 0o600); err != nil {
 		return fmt.Errorf("keystore: writing %s: %w", s.defaultPath(), err)
 	}
 	return nil
