@@ -124,3 +124,10 @@ func firstLine(b []byte) string {
 	}
 	return s
 }
+
+// DefaultRelays are public Pkarr relays used when none are configured.
+// None is assumed online; resolution races them against the DHT.
+var DefaultRelays = []string{
+	"https://pkarr.pubky.app",
+	"https://relay.pkarr.org",
+}

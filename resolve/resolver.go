@@ -192,7 +192,9 @@ loop:
 func notFound(key identity.PublicKey, attempts []Attempt, ctxErr error) error {
 	var parts []string
 	for _, a := range attempts {
-		parts = append(parts, a.Source+": "+a.Err)
+		msg := strings.TrimPrefix(a.Err, a.Source+": ")
+		msg = strings.ReplaceAll(msg, " ("+a.Source+")", "")
+		parts = append(parts, a.Source+": "+msg)
 	}
 	if ctxErr != nil {
 		parts = append(parts, "gave up waiting for the rest: "+ctxErr.Error())

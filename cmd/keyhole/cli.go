@@ -79,7 +79,8 @@ func newRoot(e *env) *cobra.Command {
 	root.PersistentFlags().StringVar(&g.id, "id", "", "identity to use (default: the one set by 'keyhole id use')")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.AddCommand(newIDCmd(e, g), newRecordCmd(e, g), newDemoCmd(e), newVersionCmd(e))
+	root.AddCommand(newIDCmd(e, g), newRecordCmd(e, g), newPublishCmd(e, g), newResolveCmd(e), newDaemonCmd(e, g),
+		newDHTCmd(e), newRelayCmd(e), newDemoCmd(e), newVersionCmd(e))
 	return root
 }
 

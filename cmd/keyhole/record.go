@@ -121,8 +121,8 @@ func printPacket(w io.Writer, v packetView) {
 }
 
 func newRecordBuildCmd(e *env, g *globals) *cobra.Command {
-	var kps, boards, nodes, turns []string
-	var onion, out string
+	var cf contentFlags
+	var out string
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "build",
@@ -131,20 +131,9 @@ func newRecordBuildCmd(e *env, g *globals) *cobra.Command {
 			"(base64, hex and decoded) and, with --out, written as raw bytes.",
 		Args: noArgs,
 		RunE: func(*cobra.Command, []string) error {
-			c := &record.Content{Boards: boards, Nodes: nodes, TURN: turns}
-			for _, s := range kps {
-				a, err := record.ParseKPSAddr(s)
-				if err != nil {
-					return usageError{fmt.Errorf("--kps: %w", err)}
-				}
-				c.Direct = append(c.Direct, a)
-			}
-			if onion != "" {
-				o, err := record.ParseOnionAddr(onion)
-				if err != nil {
-					return usageError{fmt.Errorf("--onion: %w", err)}
-				}
-				c.Onion = &o
+			c, err := cf.content()
+			if err != nil {
+				return err
 			}
 			key, err := loadKey(e, g)
 			if err != nil {
@@ -171,14 +160,9 @@ func newRecordBuildCmd(e *env, g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	f := cmd.Flags()
-	f.StringArrayVar(&kps, "kps", nil, "direct address <ip>:<port>:<certhash> (repeatable)")
-	f.StringArrayVar(&boards, "board", nil, "rendezvous board URL, ws:// or wss:// (repeatable)")
-	f.StringArrayVar(&nodes, "node", nil, "community node URL, http:// or https:// (repeatable)")
-	f.StringArrayVar(&turns, "turn", nil, "TURN server, turn:host:port (repeatable)")
-	f.StringVar(&onion, "onion", "", "onion service, <56 chars>.onion:<port>")
-	f.StringVar(&out, "out", "", "also write the raw packet bytes to this file")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
+	cf.register(cmd.Flags())
+	cmd.Flags().StringVar(&out, "out", "", "also write the raw packet bytes to this file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 

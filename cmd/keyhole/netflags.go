@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/keyhole-p2p/keyhole/dht"
+	"github.com/keyhole-p2p/keyhole/pkarr"
+	"github.com/keyhole-p2p/keyhole/record"
+)
+
+// Environment variables that stand in for network flags.
+const (
+	bootstrapEnv = "KEYHOLE_BOOTSTRAP" // comma-separated host:port
+	relaysEnv    = "KEYHOLE_RELAYS"    // comma-separated URLs, or "none"
+)
+
+// netFlags are the discovery settings shared by publish, resolve, daemon
+// and relay.
+type netFlags struct {
+	bootstrap string
+	relays    []string
+	noDHT     bool
+	dhtAddr   string
+	logLevel  string
+}
+
+func (f *netFlags) register(fs *pflag.FlagSet, withRelays bool) {
+	fs.StringVar(&f.bootstrap, "bootstrap", "", "DHT nodes to join through, host:port,... (default $"+bootstrapEnv+", else the public routers)")
+	fs.StringVar(&f.dhtAddr, "dht-addr", ":0", "UDP address for this process's DHT node")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if withRelays {
+		fs.StringArrayVar(&f.relays, "relay", nil, "Pkarr relay URL (repeatable; default $"+relaysEnv+", else the public relays; 'none' for none)")
+		fs.BoolVar(&f.noDHT, "no-dht", false, "use relays only, not the DHT")
+	}
+}
+
+// bootstrapList is --bootstrap, else the environment, else the public routers.
+func (f *netFlags) bootstrapList(e *env) ([]string, error) {
+	s := f.bootstrap
+	if s == "" {
+		s = e.getenv(bootstrapEnv)
+	}
+	if s == "" {
+		return dht.PublicBootstrap, nil
+	}
+	b, err := dht.ParseBootstrap(s)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return b, nil
+}
+
+// relayList is --relay, else the environment, else the public relays.
+func (f *netFlags) relayList(e *env) ([]string, error) {
+	list := f.relays
+	if len(list) == 0 {
+		if v := e.getenv(relaysEnv); v != "" {
+			list = strings.Split(v, ",")
+		} else {
+			return pkarr.DefaultRelays, nil
+		}
+	}
+	var out []string
+	for _, r := range list {
+		r = strings.TrimRight(strings.TrimSpace(r), "/")
+		if r == "" || r == "none" {
+			continue
+		}
+		if !strings.HasPrefix(r, "http://") && !strings.HasPrefix(r, "https://") {
+			return nil, usagef("relay %q must be an http:// or https:// URL", r)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// isLocalTestnet reports whether every bootstrap address is a loopback or
+// private IP: a testnet, where BEP 42 node-ID checks cannot apply.
+func isLocalTestnet(bootstrap []string) bool {
+	for _, hp := range bootstrap {
+		host, _, _ := net.SplitHostPort(hp)
+		ip, err := netip.ParseAddr(host)
+		if err != nil || !(ip.IsLoopback() || ip.IsPrivate()) {
+			return false
+		}
+	}
+	return len(bootstrap) > 0
+}
+
+// node starts a DHT node joined to the configured network.
+func (f *netFlags) node(ctx context.Context, e *env, logger *slog.Logger) (*dht.Node, error) {
+	boot, err := f.bootstrapList(e)
+	if err != nil {
+		return nil, err
+	}
+	n, err := dht.New(dht.Config{Addr: f.dhtAddr, Bootstrap: boot, Testnet: isLocalTestnet(boot), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := n.Bootstrap(bctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// logger writes structured logs to stderr at --log-level.
+func (f *netFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", f.logLevel)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
+}
+
+// contentFlags describe what a device publishes about itself.
+type contentFlags struct {
+	kps, boards, nodes, turns []string
+	onion                     string
+}
+
+func (c *contentFlags) register(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&c.kps, "kps", nil, "direct address <ip>:<port>:<certhash> (repeatable)")
+	fs.StringArrayVar(&c.boards, "board", nil, "rendezvous board URL, ws:// or wss:// (repeatable)")
+	fs.StringArrayVar(&c.nodes, "node", nil, "community node URL, http:// or https:// (repeatable)")
+	fs.StringArrayVar(&c.turns, "turn", nil, "TURN server, turn:host:port (repeatable)")
+	fs.StringVar(&c.onion, "onion", "", "onion service, <56 chars>.onion:<port>")
+}
+
+func (c *contentFlags) content() (*record.Content, error) {
+	out := &record.Content{Boards: c.boards, Nodes: c.nodes, TURN: c.turns}
+	for _, s := range c.kps {
+		a, err := record.ParseKPSAddr(s)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--kps: %w", err)}
+		}
+		out.Direct = append(out.Direct, a)
+	}
+	if c.onion != "" {
+		o, err := record.ParseOnionAddr(c.onion)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--onion: %w", err)}
+		}
+		out.Onion = &o
+	}
+	return out, nil
+}
