@@ -367,3 +367,25 @@ func TestTestnet200(t *testing.T) {
 		t.Logf("node %d found it in %v after %d answers", i, st.Elapsed.Round(time.Microsecond), st.Responses)
 	}
 }
+
+// FuzzItemPacket feeds arbitrary get replies to the decoder: it must never
+// panic, and must accept only items that verify under the asked-for key.
+func FuzzItemPacket(f *testing.F) {
+	key, _ := identity.NewPrivateKey(bytes.Repeat([]byte{5}, 32))
+	p := packet(f, key, time.Unix(1_800_000_000, 0), "seed")
+	pub := key.Public()
+	f.Add(pub[:], []byte(bencode.MustMarshal(p.DNS)), int64(p.Timestamp), p.Signature[:])
+	f.Fuzz(func(t *testing.T, k, v []byte, seq int64, sig []byte) {
+		r := &krpc.Return{}
+		copy(r.K[:], k)
+		copy(r.Sig[:], sig)
+		r.V, r.Seq = v, &seq
+		got, err := itemPacket(key.Public(), r)
+		if err != nil {
+			return
+		}
+		if err := got.VerifySignature(); err != nil || got.PublicKey != key.Public() {
+			t.Fatalf("accepted an item that does not verify: %v", err)
+		}
+	})
+}

@@ -227,6 +227,7 @@ func (n *Node) Put(ctx context.Context, p *record.SignedPacket, cas uint64) (Put
 	case <-searchCtx.Done():
 	}
 	op.Stop()
+	<-op.Stopped() // queries still in flight may add to Closest until then
 	res.Newest = uint64(newest.Load())
 	if res.Newest > p.Timestamp {
 		res.Elapsed = time.Since(start)

@@ -48,6 +48,7 @@ type Publisher struct {
 	mu      sync.Mutex
 	content *record.Content
 	changed chan struct{}
+	lastSeq uint64
 }
 
 // RelayReport is one relay's answer to a publication.
@@ -109,15 +110,27 @@ func (p *Publisher) now() time.Time {
 func (p *Publisher) PublishOnce(ctx context.Context) (Report, error) {
 	p.mu.Lock()
 	c := p.content
+	// Each publication needs a higher seq than the last, even if the clock
+	// stepped back or two publications fall in the same tick.
+	at := p.now()
+	if last := p.lastSeq; last > 0 && record.Micros(at) <= last {
+		at = time.UnixMicro(int64(last) + 1)
+		if c != nil && c.Openhost != nil {
+			at = time.Unix(int64(last/1_000_000)+1, 0) // openhost needs whole seconds
+		}
+	}
 	p.mu.Unlock()
 	if c == nil {
 		c = &record.Content{}
 	}
 	start := time.Now()
-	pkt, err := record.Build(p.Key, c, p.now())
+	pkt, err := record.Build(p.Key, c, at)
 	if err != nil {
 		return Report{}, err
 	}
+	p.mu.Lock()
+	p.lastSeq = max(p.lastSeq, pkt.Timestamp)
+	p.mu.Unlock()
 	timeout := p.Timeout
 	if timeout == 0 {
 		timeout = DefaultPutTimeout

@@ -26,24 +26,32 @@ type harness struct {
 	t      *testing.T
 	home   string
 	env    map[string]string
-	now    time.Time
+	skew   time.Duration // added to the real clock
 	prompt func(string) ([]byte, error)
 }
 
+// newHarness never lets a test reach the public network: relays are off
+// and the DHT bootstrap is a closed loopback port unless a test says otherwise.
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, home: t.TempDir(), env: map[string]string{}, now: time.Now()}
+	return &harness{t: t, home: t.TempDir(),
+		env: map[string]string{relaysEnv: "none", bootstrapEnv: "127.0.0.1:1"}}
 }
 
 func (h *harness) run(stdin string, args ...string) result {
+	h.t.Helper()
+	return h.runCtx(context.Background(), stdin, args...)
+}
+
+func (h *harness) runCtx(ctx context.Context, stdin string, args ...string) result {
 	h.t.Helper()
 	var out, errb bytes.Buffer
 	e := &env{
 		stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
 		getenv: func(k string) string { return h.env[k] },
-		now:    func() time.Time { return h.now },
+		now:    func() time.Time { return time.Now().Add(h.skew) },
 		prompt: h.prompt,
 	}
-	code := run(context.Background(), append([]string{"--home", h.home}, args...), e)
+	code := run(ctx, append([]string{"--home", h.home}, args...), e)
 	return result{code, out.String(), errb.String()}
 }
 
@@ -206,14 +214,14 @@ func TestRecordBuildVerify(t *testing.T) {
 		})
 	}
 	// Outside the time window.
-	h.now = h.now.Add(3 * time.Hour)
+	h.skew = 3 * time.Hour
 	h.fails(1, "timestamp outside the accepted window", string(raw), "record", "verify")
 	r = h.run(string(raw), "record", "verify", "--json")
 	if r.code != 1 || !strings.Contains(r.stdout, `"valid": false`) {
 		t.Errorf("--json failure output: %s", r.stdout)
 	}
 	h.ok(string(raw), "record", "verify", "--window", "4h")
-	h.now = h.now.Add(-3 * time.Hour)
+	h.skew = 0
 
 	// Usage errors exit 2.
 	h.fails(2, "--kps", "", "record", "build", "--kps", "nonsense")

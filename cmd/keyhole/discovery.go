@@ -36,11 +36,20 @@ func publisherFor(ctx context.Context, e *env, nf *netFlags, key *identity.Priva
 		}
 		p.DHT, closer = n, func() { n.Close() }
 	}
-	if p.DHT == nil && len(relays) == 0 {
-		closer()
-		return nil, nil, usagef("nowhere to publish: --no-dht and no relays")
-	}
 	return p, closer, nil
+}
+
+// checkPublishable refuses, before anything else happens, a configuration
+// with nowhere to publish.
+func checkPublishable(e *env, nf *netFlags) error {
+	relays, err := nf.relayList(e)
+	if err != nil {
+		return err
+	}
+	if nf.noDHT && len(relays) == 0 {
+		return usagef("nowhere to publish: --no-dht and no relays; drop --no-dht or add --relay URL")
+	}
+	return nil
 }
 
 func printReport(w io.Writer, r resolve.Report) {
@@ -72,6 +81,9 @@ func newPublishCmd(e *env, g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := cf.content()
 			if err != nil {
+				return err
+			}
+			if err := checkPublishable(e, &nf); err != nil {
 				return err
 			}
 			logger, err := nf.logger(e.stderr)
@@ -180,6 +192,9 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkPublishable(e, &nf); err != nil {
+				return err
+			}
 			logger, err := nf.logger(e.stderr)
 			if err != nil {
 				return err
@@ -205,7 +220,7 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 			}
 			logger.Info("daemon started", "address", key.Public().String(), "interval", interval)
 			err = p.Run(cmd.Context())
-			if errors.Is(err, context.Canceled) {
+			if cmd.Context().Err() != nil {
 				logger.Info("daemon stopped")
 				return nil
 			}

@@ -230,3 +230,29 @@ func TestClientRejectsLyingRelay(t *testing.T) {
 		ts.Close()
 	}
 }
+
+// FuzzRelayPut throws arbitrary bodies at PUT: the relay answers with one
+// of the documented codes and stores only what verifies.
+func FuzzRelayPut(f *testing.F) {
+	key, _ := identity.NewPrivateKey(bytes.Repeat([]byte{6}, 32))
+	p := packet(f, key, time.Now(), 60)
+	f.Add(p.RelayPayload())
+	f.Add([]byte{})
+	srv := New(Config{RatePerIP: 1e9, BurstPerIP: 1 << 30})
+	defer srv.Close()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req := httptest.NewRequest("PUT", "/"+key.Public().String(), bytes.NewReader(body))
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, req)
+		switch w.Code {
+		case 204:
+			got, err := record.ParseRelayPayload(key.Public(), body)
+			if err != nil || got.VerifySignature() != nil {
+				t.Fatalf("stored an unverifiable body: %v", err)
+			}
+		case 400, 409, 413:
+		default:
+			t.Fatalf("unexpected status %d", w.Code)
+		}
+	})
+}
