@@ -71,6 +71,7 @@ func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*
 	var responses, invalid atomic.Int64
 	op := traversal.Start(traversal.OperationInput{
 		Alpha:  lookupAlpha,
+		K:      putK, // search as wide as puts store, so a lookup meets them
 		Target: target,
 		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
 			res := n.srv.Get(qctx, adht.NewAddr(addr.UDP()), target, seqArg, adht.QueryRateLimiting{})
@@ -93,8 +94,8 @@ func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*
 		NodeFilter: n.srv.TraversalNodeFilter,
 	})
 	defer op.Stop()
-	if nodes, err := n.srv.TraversalStartingNodes(); err == nil {
-		op.AddNodes(nodes)
+	if err := startFrom(n, op); err != nil {
+		return nil, st, err
 	}
 	var best *record.SignedPacket
 	var grace <-chan time.Time
@@ -112,6 +113,9 @@ func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*
 		case <-grace:
 			done = true
 		case <-op.Stalled():
+			if !reallyStalled(op) {
+				continue
+			}
 			// Drain what arrived while the last queries finished.
 			for len(found) > 0 {
 				p := <-found
@@ -133,6 +137,26 @@ func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*
 		return nil, st, fmt.Errorf("dht: lookup stopped after %d answers: %w", st.Responses, err)
 	}
 	return nil, st, fmt.Errorf("%w (%d nodes answered, %d invalid records ignored)", ErrNotFound, st.Responses, st.Invalid)
+}
+
+// startFrom seeds a traversal with the routing table (or the bootstrap
+// nodes when it is empty).
+func startFrom(n *Node, op *traversal.Operation) error {
+	nodes, err := n.srv.TraversalStartingNodes()
+	if err != nil {
+		return fmt.Errorf("dht: no node to start from: %w", err)
+	}
+	if op.AddNodes(nodes) == 0 {
+		return errors.New("dht: no usable node to start from; check --bootstrap")
+	}
+	return nil
+}
+
+// reallyStalled filters a spurious stall: the traversal's level trigger
+// can fire once before the first nodes are added, when it has not queried
+// anyone yet.
+func reallyStalled(op *traversal.Operation) bool {
+	return atomic.LoadUint32(&op.Stats().NumAddrsTried) > 0
 }
 
 // itemPacket checks a get reply's item and turns it into a SignedPacket.
@@ -219,12 +243,20 @@ func (n *Node) Put(ctx context.Context, p *record.SignedPacket, cas uint64) (Put
 		},
 		NodeFilter: n.srv.TraversalNodeFilter,
 	})
-	if nodes, err := n.srv.TraversalStartingNodes(); err == nil {
-		op.AddNodes(nodes)
+	if err := startFrom(n, op); err != nil {
+		op.Stop()
+		return res, err
 	}
-	select {
-	case <-op.Stalled():
-	case <-searchCtx.Done():
+wait:
+	for {
+		select {
+		case <-op.Stalled():
+			if reallyStalled(op) {
+				break wait
+			}
+		case <-searchCtx.Done():
+			break wait
+		}
 	}
 	op.Stop()
 	<-op.Stopped() // queries still in flight may add to Closest until then

@@ -226,3 +226,7 @@ func (n *Node) Close() error {
 	n.closed.Do(func() { n.srv.Close() })
 	return nil
 }
+
+// Server exposes the underlying anacrolix/dht server, for benchmarks that
+// compare against the library's own lookups.
+func (n *Node) Server() *adht.Server { return n.srv }

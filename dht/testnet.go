@@ -72,7 +72,7 @@ func StartTestnet(ctx context.Context, n int, o TestnetOptions) (*Testnet, error
 			}
 		}
 	}
-	for round := 0; round < 2; round++ {
+	for round := 0; round < 3; round++ {
 		if err := tn.bootstrapAll(ctx); err != nil {
 			return fail(err)
 		}
