@@ -234,7 +234,8 @@ func TestRecordBuildVerify(t *testing.T) {
 func TestDemo(t *testing.T) {
 	h := newHarness(t)
 	r := h.ok("", "demo")
-	for _, want := range []string{"same key: true", "verified", "valid    signed by", "bad signature", "signed by a different key", "outside the accepted window"} {
+	for _, want := range []string{"same key: true", "verified", "valid    signed by", "bad signature", "signed by a different key", "outside the accepted window",
+		"DHT nodes and 1 relay", "via DHT   verified", "via relay verified"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}

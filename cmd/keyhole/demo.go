@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,12 +9,17 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
+	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/keyhole-p2p/keyhole/dht"
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/pkarr/relay"
 	"github.com/keyhole-p2p/keyhole/record"
+	"github.com/keyhole-p2p/keyhole/resolve"
 	"github.com/spf13/cobra"
 )
 
@@ -21,12 +27,18 @@ func newDemoCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "demo",
 		Short: "Show keyhole end to end on this machine, with nothing to set up",
-		Long: "Runs the whole story in one process on an embedded default. Today that is\n" +
-			"the identity and record layer: make a key, back it up, bind a transport key,\n" +
-			"publish-ready signed record, verify it, and watch tampering get caught.\n" +
+		Long: "Runs the whole story in one process on an embedded default: make a key,\n" +
+			"back it up, bind a transport key, sign a record, watch tampering get caught,\n" +
+			"then start a private DHT testnet and a Pkarr relay on loopback, publish the\n" +
+			"record and find it again from a fresh node by the address alone.\n" +
 			"Nothing leaves this machine and nothing is written to disk.",
 		Args: noArgs,
-		RunE: func(*cobra.Command, []string) error { return runDemo(e) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := runDemo(e); err != nil {
+				return err
+			}
+			return runDiscoveryDemo(cmd.Context(), e)
+		},
 	}
 }
 
@@ -100,7 +112,78 @@ func runDemo(e *env) error {
 	_, _, _, err = verifyPacket(wire, key.Public(), now.Add(3*time.Hour), record.DefaultWindow)
 	fmt.Fprintf(w, "    old      %v\n", err)
 
-	fmt.Fprintln(w, "\nNext: 'keyhole id new' makes a real identity; 'keyhole record build' signs its record.")
+	return nil
+}
+
+// demoNodes is the size of the demo's DHT testnet.
+const demoNodes = 50
+
+// runDiscoveryDemo publishes a record on a loopback DHT testnet and a
+// relay, then resolves it from a node that knows nothing but the address.
+func runDiscoveryDemo(ctx context.Context, e *env) error {
+	w := e.stdout
+	step := func(n int, title string) { fmt.Fprintf(w, "\n[%d] %s\n", n, title) }
+
+	step(7, fmt.Sprintf("A private Mainline DHT: %d real nodes on loopback, and a Pkarr relay", demoNodes))
+	t := time.Now()
+	tn, err := dht.StartTestnet(ctx, demoNodes, dht.TestnetOptions{})
+	if err != nil {
+		return err
+	}
+	defer tn.Close()
+	rs := relay.New(relay.Config{DHT: tn.Nodes[0]})
+	defer rs.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: rs, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	relayURL := "http://" + ln.Addr().String()
+	fmt.Fprintf(w, "    testnet  up in %v, bootstrap %s\n    relay    %s\n", time.Since(t).Round(time.Millisecond), tn.Bootstrap()[0], relayURL)
+
+	step(8, "The device publishes its record to the DHT and the relay")
+	key, err := identity.Generate()
+	if err != nil {
+		return err
+	}
+	der, err := demoCertificate()
+	if err != nil {
+		return err
+	}
+	direct := record.KPSAddr{AddrPort: netip.MustParseAddrPort("127.0.0.1:4242"), CertHash: record.CertHashOf(der)}
+	pub := &resolve.Publisher{Key: key, DHT: tn.Nodes[demoNodes/2], Relays: []string{relayURL}, Now: e.now}
+	pub.SetContent(&record.Content{Direct: []record.KPSAddr{direct}})
+	rep, err := pub.PublishOnce(ctx)
+	if err != nil {
+		return err
+	}
+	nodes, relays := rep.Landed()
+	fmt.Fprintf(w, "    address  %s\n    landed   on %d DHT nodes and %d relay in %v\n", key.Public(), nodes, relays, rep.Elapsed.Round(time.Millisecond))
+
+	step(9, "Someone who has only the address finds it")
+	client, err := dht.New(dht.Config{Addr: "127.0.0.1:0", Bootstrap: tn.Bootstrap(), Testnet: true})
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	for _, r := range []struct {
+		name string
+		res  *resolve.Resolver
+	}{{"via DHT", &resolve.Resolver{DHT: client}}, {"via relay", &resolve.Resolver{Relays: []string{relayURL}}}} {
+		res, err := r.res.Resolve(ctx, key.Public())
+		if err != nil {
+			return fmt.Errorf("demo: resolving %s: %w", r.name, err)
+		}
+		c, err := record.ParseContent(res.Packet, res.Records, e.now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "    %-9s %s in %v: direct address %s\n", r.name, "verified", res.Elapsed.Round(10*time.Microsecond), c.Direct[0])
+	}
+
+	fmt.Fprintln(w, "\nNext: README.md shows the same with separate processes (keyhole dht testnet,\nkeyhole publish, keyhole resolve).")
 	return nil
 }
 
