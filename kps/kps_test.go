@@ -90,7 +90,7 @@ func roundTrip(t testing.TB, c Conn, payload []byte) {
 		t.Fatalf("write: %v", err)
 	}
 	if !bytes.Equal(got, payload) {
-		t.Fatalf("echo returned %d bytes, want %d (equal prefix: %v)", len(got), len(payload), bytes.HasPrefix(payload, got))
+		t.Fatalf("%s: echo returned %d bytes, want %d (equal prefix: %v)", c.Transport(), len(got), len(payload), bytes.HasPrefix(payload, got))
 	}
 }
 

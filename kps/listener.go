@@ -429,3 +429,5 @@ func PeerKey(c Conn) identity.PublicKey {
 	}
 	return identity.PublicKey{}
 }
+
+

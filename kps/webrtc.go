@@ -31,6 +31,12 @@ const (
 	// exchange.
 	controlClose byte = 0x10
 	maxReason         = 512
+	// maxOpening bounds streams this side has opened and the peer has not
+	// acknowledged yet. pion's SCTP association queues at most 16 new
+	// streams for acceptance and drops the rest until the sender's
+	// retransmission timer (seconds) fires, so a burst of opens towards a
+	// pion peer must be paced by its acknowledgements.
+	maxOpening = 8
 )
 
 var errShortBuffer = io.ErrShortBuffer
@@ -48,6 +54,7 @@ type rtcConn struct {
 	local    net.Addr
 	remote   net.Addr
 	label    atomic.Uint64
+	opening  chan struct{} // a slot per unacknowledged stream open
 	// listenerDigest and dialerDigest are the DTLS certificate hashes the
 	// channel binding covers.
 	listenerDigest, dialerDigest [32]byte
@@ -132,9 +139,31 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 		control: ctl,
 		dgrams:  newDatagramQueue(),
 		accept:  make(chan *rtcStream, maxIncomingStreams),
+		opening: make(chan struct{}, maxOpening),
 		dialer:  dialer,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	// Registered before anything opens: a stream the peer opens the
+	// moment its side is up must not find this side without a handler.
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		if dc.Negotiated() {
+			return
+		}
+		opened := detachOnOpen(dc)
+		go func() {
+			raw, ok := <-opened
+			if !ok {
+				return
+			}
+			s := newRTCStream(c, dc, raw)
+			select {
+			case c.accept <- s:
+			default:
+				s.Reset(CodeQueueFull)
+				s.CancelRead(CodeQueueFull)
+			}
+		}()
+	})
 	for c.controlW == nil || c.dgram == nil {
 		select {
 		case raw, ok := <-ctlOpen:
@@ -172,25 +201,6 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 			c.remote = &net.UDPAddr{IP: net.ParseIP(pair.Remote.Address), Port: int(pair.Remote.Port)}
 		}
 	}
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		if dc.Negotiated() {
-			return
-		}
-		opened := detachOnOpen(dc)
-		go func() {
-			raw, ok := <-opened
-			if !ok {
-				return
-			}
-			s := newRTCStream(c, dc, raw)
-			select {
-			case c.accept <- s:
-			default:
-				s.Reset(CodeQueueFull)
-				s.CancelRead(CodeQueueFull)
-			}
-		}()
-	})
 	go c.datagramLoop()
 	go c.controlLoop()
 	return c, nil
@@ -257,9 +267,19 @@ func (c *rtcConn) OpenStream(ctx context.Context) (Stream, error) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
+	select {
+	case c.opening <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.ctx.Done():
+		return nil, c.err()
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { <-c.opening }) }
 	ordered := true
 	dc, err := c.pc.CreateDataChannel(fmt.Sprintf("kps-%d", c.label.Add(1)), &webrtc.DataChannelInit{Ordered: &ordered})
 	if err != nil {
+		release()
 		if cerr := c.err(); cerr != nil {
 			return nil, cerr
 		}
@@ -269,13 +289,22 @@ func (c *rtcConn) OpenStream(ctx context.Context) (Stream, error) {
 	select {
 	case raw, ok := <-opened:
 		if !ok {
+			release()
 			return nil, errors.New("kps: opening a stream failed")
+		}
+		if d, ok := raw.(*datachannel.DataChannel); ok {
+			d.OnOpen(release) // the peer's DATA_CHANNEL_ACK
+			time.AfterFunc(2*time.Second, release)
+		} else {
+			release()
 		}
 		return newRTCStream(c, dc, raw), nil
 	case <-ctx.Done():
+		release()
 		dc.Close()
 		return nil, ctx.Err()
 	case <-c.ctx.Done():
+		release()
 		return nil, c.err()
 	}
 }
