@@ -184,14 +184,14 @@ func listenerAuth(ctx context.Context, c Conn, key *identity.PrivateKey, authori
 	defer stop()
 	msg := make([]byte, authMsgLen)
 	if _, err := io.ReadFull(s, msg); err != nil {
-		return zero, errors.New("keyhole auth required: dial with an identity key")
+		return zero, errors.New("this listener requires the keyhole identity exchange (dial with an identity, not --plain)")
 	}
 	pub, err := parseAuthMessage(msg, roleDialer, mode, binding)
 	if rc, ok := c.(*rtcConn); ok && !errors.Is(err, ErrAuthProtocol) {
 		rc.keyhole.Store(true) // it speaks the exchange, so it reads close reasons
 	}
 	if errors.Is(err, ErrAuthProtocol) {
-		return pub, errors.New("keyhole auth required: dial with an identity key")
+		return pub, errors.New("this listener requires the keyhole identity exchange (dial with an identity, not --plain)")
 	}
 	if err != nil {
 		return pub, err

@@ -429,5 +429,3 @@ func PeerKey(c Conn) identity.PublicKey {
 	}
 	return identity.PublicKey{}
 }
-
-

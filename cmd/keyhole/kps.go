@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/identity/keystore"
+	"github.com/keyhole-p2p/keyhole/kps"
+)
+
+// listenKey is the identity a listener or dialer proves: the chosen one,
+// or a fresh ephemeral key when there is none yet (said on stderr).
+func listenKey(e *env, g *globals) (*identity.PrivateKey, error) {
+	key, err := loadKey(e, g)
+	if err == nil {
+		return key, nil
+	}
+	if g.id == "" && errors.Is(err, keystore.ErrNotFound) {
+		fmt.Fprintln(e.stderr, "note: no identity yet ('keyhole id new' makes one); using a throwaway key for this run")
+		return identity.Generate()
+	}
+	return nil, err
+}
+
+func newListenCmd(e *env, g *globals) *cobra.Command {
+	var addr, certPath string
+	var echo, plain bool
+	cmd := &cobra.Command{
+		Use:   "listen",
+		Short: "Accept KPS connections (QUIC and WebRTC on one UDP port)",
+		Long: "Listens on one UDP port for QUIC and browser WebRTC connections pinned by\n" +
+			"this device's certificate, and prints the address to dial on the first line\n" +
+			"of stdout. Without --echo it pipes the first stream to stdin/stdout, like\n" +
+			"netcat -l. Both sides prove their identity keys unless --plain.",
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			s, err := g.store(e)
+			if err != nil {
+				return err
+			}
+			if certPath == "" {
+				certPath = filepath.Join(s.Home(), "kps.pem")
+			}
+			if err := os.MkdirAll(filepath.Dir(certPath), 0o700); err != nil {
+				return err
+			}
+			cert, err := kps.LoadOrCreateCertificate(certPath)
+			if err != nil {
+				return err
+			}
+			opts := kps.Options{Certificate: cert}
+			if !plain {
+				if opts.Identity, err = listenKey(e, g); err != nil {
+					return err
+				}
+			}
+			l, err := kps.Listen(ctx, addr, opts)
+			if err != nil {
+				return err
+			}
+			defer l.Close()
+			fmt.Fprintln(e.stdout, l.Address())
+			if opts.Identity != nil {
+				fmt.Fprintf(e.stderr, "identity: %s\n", opts.Identity.Public())
+			} else {
+				fmt.Fprintln(e.stderr, "plain KPS: no identity exchange")
+			}
+			for _, a := range otherAddresses(l) {
+				fmt.Fprintf(e.stderr, "also at:  %s\n", a)
+			}
+			fmt.Fprintf(e.stderr, "dial with: keyhole cat %s   (add --webrtc for WebRTC)\n", l.Address())
+			if echo {
+				return serveEcho(ctx, e, l)
+			}
+			c, err := l.Accept(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			describePeer(e, "accepted", c, 0)
+			st, err := c.AcceptStream(ctx)
+			if err != nil {
+				return err
+			}
+			return pipe(ctx, e, st)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", ":4242", "UDP address to listen on (both transports)")
+	cmd.Flags().BoolVar(&echo, "echo", false, "echo every stream and datagram back, for any number of connections")
+	cmd.Flags().BoolVar(&plain, "plain", false, "plain KPS: no keyhole identity exchange (for KPS clients)")
+	cmd.Flags().StringVar(&certPath, "cert", "", "certificate file, made on first use so the certhash stays stable (default <home>/kps.pem)")
+	return cmd
+}
+
+// otherAddresses lists the address at each non-loopback interface IP when
+// the listener is bound to a wildcard.
+func otherAddresses(l *kps.Listener) []string {
+	if !l.Address().AddrPort.Addr().IsLoopback() {
+		return nil
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range ifaddrs {
+		pfx, err := netip.ParsePrefix(a.String())
+		if err != nil || pfx.Addr().IsLoopback() || pfx.Addr().IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, l.AddressAt(pfx.Addr()).String())
+	}
+	return out
+}
+
+func serveEcho(ctx context.Context, e *env, l *kps.Listener) error {
+	for {
+		c, err := l.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		describePeer(e, "accepted", c, 0)
+		go func() {
+			for {
+				p, err := c.ReceiveDatagram(ctx)
+				if err != nil {
+					return
+				}
+				c.SendDatagram(p)
+			}
+		}()
+		go func() {
+			for {
+				st, err := c.AcceptStream(ctx)
+				if err != nil {
+					return
+				}
+				go func() {
+					io.Copy(st, st)
+					st.CloseWrite()
+				}()
+			}
+		}()
+	}
+}
+
+func describePeer(e *env, verb string, c kps.Conn, took time.Duration) {
+	who := "a plain KPS peer"
+	if k := kps.PeerKey(c); !k.IsZero() {
+		who = k.String()
+	}
+	msg := fmt.Sprintf("%s %s over %s from %s", verb, who, c.Transport(), c.RemoteAddr())
+	if took > 0 {
+		msg += fmt.Sprintf(" in %s", took.Round(time.Millisecond))
+	}
+	fmt.Fprintln(e.stderr, msg)
+}
+
+// pipe copies stdin to the stream (then finishes it) and the stream to
+// stdout, returning when the stream has been read to the end.
+func pipe(ctx context.Context, e *env, st kps.Stream) error {
+	var wg sync.WaitGroup
+	var werr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, err := io.Copy(st, e.stdin); err != nil {
+			werr = err
+			st.Reset(kps.CodeCancelled)
+			return
+		}
+		werr = st.CloseWrite()
+	}()
+	stop := context.AfterFunc(ctx, func() { st.Reset(kps.CodeCancelled); st.CancelRead(kps.CodeCancelled) })
+	defer stop()
+	_, rerr := io.Copy(e.stdout, st)
+	if rerr != nil {
+		return fmt.Errorf("receiving: %w", rerr)
+	}
+	// Standard input may never end (a terminal); the peer finished, so
+	// this side is done.
+	if werr != nil {
+		return fmt.Errorf("sending: %w", werr)
+	}
+	return nil
+}
+
+func newCatCmd(e *env, g *globals) *cobra.Command {
+	var webrtc, plain bool
+	var peer string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "cat ADDRESS",
+		Short: "Pipe stdin/stdout over one stream to a KPS address",
+		Long: "Dials ip:port:certhash (QUIC unless --webrtc), checks the certificate against\n" +
+			"the certhash, proves this device's identity and checks the listener's (unless\n" +
+			"--plain), then sends stdin on one stream and prints what comes back.",
+		Args: exactArgs(1, "one KPS address (ip:port:certhash, as 'keyhole listen' prints it)"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			opts := kps.DialOptions{Timeout: timeout}
+			if webrtc {
+				opts.Transport = kps.TransportWebRTC
+			}
+			if peer != "" {
+				if plain {
+					return usagef("--peer needs the identity exchange; drop --plain")
+				}
+				k, err := identity.ParseKey(peer)
+				if err != nil {
+					return usagef("--peer: %v", err)
+				}
+				opts.PeerKey = k
+			}
+			if !plain {
+				key, err := listenKey(e, g)
+				if err != nil {
+					return err
+				}
+				opts.Identity = key
+			}
+			start := time.Now()
+			c, err := kps.Dial(ctx, args[0], opts)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			describePeer(e, "connected to", c, time.Since(start))
+			st, err := c.OpenStream(ctx)
+			if err != nil {
+				return err
+			}
+			return pipe(ctx, e, st)
+		},
+	}
+	cmd.Flags().BoolVar(&webrtc, "webrtc", false, "use WebRTC instead of QUIC")
+	cmd.Flags().BoolVar(&plain, "plain", false, "plain KPS: no keyhole identity exchange (for KPS listeners)")
+	cmd.Flags().StringVar(&peer, "peer", "", "require the listener to prove this identity key")
+	cmd.Flags().DurationVar(&timeout, "timeout", kps.DefaultDialTimeout, "give up dialing after this long")
+	return cmd
+}
