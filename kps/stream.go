@@ -71,6 +71,11 @@ func (s *rtcStream) readLoop() {
 			continue
 		}
 		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				// Not a channel close but the association going down:
+				// the connection is over, whatever the peer meant.
+				s.conn.shutdown(&ConnError{Code: CodeNone, Reason: "the connection was closed", Remote: true})
+			}
 			s.channelGone()
 			return
 		}
