@@ -304,7 +304,7 @@ func TestBackpressure(t *testing.T) {
 			var mu sync.Mutex
 			go func() {
 				buf := make([]byte, 64<<10)
-				for i := 0; i < 1024; i++ { // at most 64 MiB
+				for i := 0; i < 384; i++ { // at most 24 MiB
 					n, err := s.Write(buf)
 					mu.Lock()
 					written += int64(n)
@@ -323,8 +323,8 @@ func TestBackpressure(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			// Windows and buffers on both sides add up to a few MiB; the
-			// writer would be at 64 MiB without backpressure.
-			if stalled > 16<<20 {
+			// writer would be at 24 MiB without backpressure.
+			if stalled > 8<<20 {
 				t.Fatalf("the writer got %d bytes out to a reader that reads nothing", stalled)
 			}
 			if ms.HeapInuse > 256<<20 {
@@ -334,8 +334,8 @@ func TestBackpressure(t *testing.T) {
 			close(release)
 			select {
 			case n := <-got:
-				if n != 64<<20 {
-					t.Fatalf("reader got %d bytes, want %d", n, 64<<20)
+				if n != 24<<20 {
+					t.Fatalf("reader got %d bytes, want %d", n, 24<<20)
 				}
 			case <-time.After(60 * time.Second):
 				t.Fatal("the reader never caught up")
