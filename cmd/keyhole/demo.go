@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"math/big"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +12,7 @@ import (
 
 	"github.com/keyhole-p2p/keyhole/dht"
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/kps"
 	"github.com/keyhole-p2p/keyhole/pkarr/relay"
 	"github.com/keyhole-p2p/keyhole/record"
 	"github.com/keyhole-p2p/keyhole/resolve"
@@ -30,7 +26,8 @@ func newDemoCmd(e *env) *cobra.Command {
 		Long: "Runs the whole story in one process on an embedded default: make a key,\n" +
 			"back it up, bind a transport key, sign a record, watch tampering get caught,\n" +
 			"then start a private DHT testnet and a Pkarr relay on loopback, publish the\n" +
-			"record and find it again from a fresh node by the address alone.\n" +
+			"record and find it again from a fresh node by the address alone, and connect\n" +
+			"to it over QUIC and WebRTC with both identity keys proven.\n" +
 			"Nothing leaves this machine and nothing is written to disk.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,11 +77,11 @@ func runDemo(e *env) error {
 	fmt.Fprintf(w, "    binding  transport key %s... signed at %s: verified\n", b.TransportKey[:16], b.CreatedUTC)
 
 	step(4, "A signed Pkarr record saying how to reach this device")
-	der, err := demoCertificate()
+	cert, err := kps.NewCertificate() // the certificate a KPS listener is pinned by
 	if err != nil {
 		return err
 	}
-	direct := record.KPSAddr{AddrPort: netip.MustParseAddrPort("127.0.0.1:4242"), CertHash: record.CertHashOf(der)}
+	direct := record.KPSAddr{AddrPort: netip.MustParseAddrPort("127.0.0.1:4242"), CertHash: cert.CertHash()}
 	c := &record.Content{Direct: []record.KPSAddr{direct}, Boards: []string{"ws://127.0.0.1:8443/"}}
 	p, err := record.Build(key, c, now)
 	if err != nil {
@@ -148,11 +145,15 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	der, err := demoCertificate()
+	// The device listens for QUIC and WebRTC on one loopback UDP port and
+	// proves its identity key on every connection.
+	ln2, err := kps.Listen(ctx, "127.0.0.1:0", kps.Options{Identity: key})
 	if err != nil {
 		return err
 	}
-	direct := record.KPSAddr{AddrPort: netip.MustParseAddrPort("127.0.0.1:4242"), CertHash: record.CertHashOf(der)}
+	defer ln2.Close()
+	go demoEcho(ctx, ln2)
+	direct := ln2.Address()
 	pub := &resolve.Publisher{Key: key, DHT: tn.Nodes[demoNodes/2], Relays: []string{relayURL}, Now: e.now}
 	pub.SetContent(&record.Content{Direct: []record.KPSAddr{direct}})
 	rep, err := pub.PublishOnce(ctx)
@@ -168,6 +169,7 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 		return err
 	}
 	defer client.Close()
+	var found record.KPSAddr
 	for _, r := range []struct {
 		name string
 		res  *resolve.Resolver
@@ -181,23 +183,64 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 			return err
 		}
 		fmt.Fprintf(w, "    %-9s %s in %v: direct address %s\n", r.name, "verified", res.Elapsed.Round(10*time.Microsecond), c.Direct[0])
+		found = c.Direct[0]
 	}
 
-	fmt.Fprintln(w, "\nNext: README.md shows the same with separate processes (keyhole dht testnet,\nkeyhole publish, keyhole resolve).")
+	step(10, "It connects to the address in the record, and both sides prove their keys")
+	me, err := identity.Generate()
+	if err != nil {
+		return err
+	}
+	for _, tr := range []string{kps.TransportQUIC, kps.TransportWebRTC} {
+		t := time.Now()
+		c, err := kps.DialAddr(ctx, found, kps.DialOptions{Transport: tr, Identity: me, PeerKey: key.Public()})
+		if err != nil {
+			return fmt.Errorf("demo: dialing over %s: %w", tr, err)
+		}
+		took := time.Since(t)
+		reply, err := demoRoundTrip(ctx, c, "hello over "+tr)
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("demo: echo over %s: %w", tr, err)
+		}
+		fmt.Fprintf(w, "    %-6s  certificate matched the certhash, listener proved %s..., connected in %v; echo %q\n",
+			tr, key.Public().String()[:12], took.Round(time.Millisecond), reply)
+	}
+
+	fmt.Fprintln(w, "\nNext: README.md shows the same with separate processes (keyhole dht testnet,\nkeyhole publish, keyhole resolve, keyhole listen, keyhole cat).")
 	return nil
 }
 
-// demoCertificate makes a throwaway self-signed ECDSA P-256 certificate,
-// the kind a KPS listener pins by its hash.
-func demoCertificate() ([]byte, error) {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
+// demoEcho echoes every stream of every connection.
+func demoEcho(ctx context.Context, l *kps.Listener) {
+	for {
+		c, err := l.Accept(ctx)
+		if err != nil {
+			return
+		}
+		go func() {
+			for {
+				st, err := c.AcceptStream(ctx)
+				if err != nil {
+					return
+				}
+				go func() { io.Copy(st, st); st.CloseWrite() }()
+			}
+		}()
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 64))
+}
+
+func demoRoundTrip(ctx context.Context, c kps.Conn, msg string) (string, error) {
+	st, err := c.OpenStream(ctx)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if _, err := io.WriteString(st, msg); err != nil {
+		return "", err
+	}
+	if err := st.CloseWrite(); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(st)
+	return string(b), err
 }
