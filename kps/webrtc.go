@@ -30,7 +30,8 @@ const (
 	// because it is only sent to a peer that passed the keyhole auth
 	// exchange.
 	controlClose byte = 0x10
-	maxReason         = 512
+	// maxReason bounds a close reason on the wire.
+	maxReason int = 512
 	// maxOpening bounds streams this side has opened and the peer has not
 	// acknowledged yet. pion's SCTP association queues at most 16 new
 	// streams for acceptance and drops the rest until the sender's
@@ -143,6 +144,12 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 		dialer:  dialer,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			c.cancel()
+		}
+	}()
 	// Registered before anything opens: a stream the peer opens the
 	// moment its side is up must not find this side without a handler.
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
@@ -203,6 +210,7 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 	}
 	go c.datagramLoop()
 	go c.controlLoop()
+	ok = true
 	return c, nil
 }
 
