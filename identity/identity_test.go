@@ -25,17 +25,6 @@ func mustHex(t testing.TB, s string) []byte {
 	return b
 }
 
-func loadJSON(t testing.TB, path string, v any) {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
 // TestOpenhostIdentityVectors runs every case of openhost's identity.json.
 func TestOpenhostIdentityVectors(t *testing.T) {
 	// The JSON uses snake_case; map it by hand to keep the struct readable.
