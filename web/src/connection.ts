@@ -35,6 +35,8 @@ export interface CloseInfo {
 
 /** @internal What dial needs to finish setting up a connection. */
 export interface ConnectionInternals {
+  /** The handshake is done: from now on transport failures close the connection. */
+  markEstablished(): void;
   markKeyhole(peerKey: Uint8Array): void;
   transportGone(): boolean;
   /** Tears down without a close frame (dial failed). */
@@ -77,6 +79,7 @@ export class Connection {
   #acceptWaiters: Array<{ resolve: (s: Stream) => void; reject: (e: unknown) => void }> = [];
   #label = 0;
   #keyhole = false;
+  #established = false;
   #peerKey: Uint8Array | null = null;
   #closeErr: KpsError | null = null;
   #resolveClosed!: (info: CloseInfo) => void;
@@ -98,10 +101,12 @@ export class Connection {
     this.datagrams = new Datagrams(dgram, { connError: () => this.#closeErr });
     control.binaryType = 'arraybuffer';
     control.addEventListener('message', (ev) => this.#onControl(ev.data));
+    // While dialing, dial() reads transport failures itself (to say why).
     control.addEventListener('close', () => {
-      this.#shutdown(toWireCode('none'), '', true);
+      if (this.#established) this.#shutdown(toWireCode('none'), '', true);
     });
     pc.addEventListener('connectionstatechange', () => {
+      if (!this.#established) return;
       const st = pc.connectionState;
       if (st === 'failed') this.#shutdown(toWireCode('timeout'), 'the peer stopped answering', true);
       else if (st === 'closed') this.#shutdown(toWireCode('none'), '', true);
@@ -110,6 +115,10 @@ export class Connection {
     // moment it is up must find a handler.
     pc.addEventListener('datachannel', (ev) => this.#onIncoming(ev.channel));
     internals.set(this, {
+      markEstablished: () => {
+        this.#established = true;
+        if (this.#transportGone()) this.#shutdown(toWireCode('none'), '', true);
+      },
       markKeyhole: (key) => {
         this.#keyhole = true;
         this.#peerKey = key.slice();

@@ -117,6 +117,7 @@ export async function dial(addr: string, opts: DialOptions = {}): Promise<Connec
     await race(pc.setRemoteDescription({ type: 'answer', sdp: synthesizeAnswer(a, ufrag, pwd) }));
     await race(connected(pc, control, dgram));
     checkRemoteCertificate(pc, a);
+    connectionInternals(conn).markEstablished();
 
     if (signer !== null) {
       phase = 'auth';

@@ -65,6 +65,7 @@ export class Stream {
   #channelClosed = false;
   #finishing = false;
   #finRequested = false;
+  #closeWrite: Promise<void> | null = null;
   #inflight: Promise<void> = Promise.resolve();
   #onFirstMessage: (() => void) | null;
 
@@ -108,8 +109,13 @@ export class Stream {
    * writer.close() when you hold one. Resolves once FIN is queued; rejects
    * with the KpsError that ended the write half if it was reset.
    */
-  async closeWrite(): Promise<void> {
-    if (this.#write === 'finished' || this.#finRequested) return;
+  closeWrite(): Promise<void> {
+    this.#closeWrite ??= this.#doCloseWrite();
+    return this.#closeWrite;
+  }
+
+  async #doCloseWrite(): Promise<void> {
+    if (this.#write === 'finished') return;
     if (this.#writeErr !== null) throw this.#writeErr;
     if (!this.writable.locked) {
       await this.writable.close();

@@ -41,7 +41,7 @@ export function findChromium() {
     `!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n`;
   if (process.env.CI === 'true') throw new Error(`CI=true and no Chromium at ${exe}: the browser tests cannot run`);
   process.stderr.write(msg);
-  return { exe, skip: msg };
+  return { exe, skip: `no Chromium at ${exe} (see the banner on stderr)` };
 }
 
 /** The keyhole CLI: $KEYHOLE_BIN, or built once from the repository. */
