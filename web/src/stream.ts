@@ -3,7 +3,7 @@
 // framing.
 
 import { asBytes } from './bytes.js';
-import { KpsError, codeFromReason, toWireCode, type KpsErrorCode } from './errors.js';
+import { KpsError, codeFromReason, codeName, toWireCode, type KpsErrorCode } from './errors.js';
 import {
   FRAME_RESET,
   FRAME_STOP_SENDING,
@@ -37,6 +37,13 @@ export interface StreamHost {
   transportGone(): boolean;
   /** The stream is finished; the connection stops tracking it. */
   forget(s: Stream): void;
+}
+
+/** A code as messages show it: its registry name, or the number when out of the registry. */
+function describe(code: number): string {
+  const name = codeName(code);
+  if (name === 'none') return 'no reason';
+  return name === 'internal-error' && code !== 11 ? `code ${code}` : name;
 }
 
 type ReadState = 'open' | 'eof' | 'reset' | 'cancelled' | 'failed';
@@ -248,7 +255,7 @@ export class Stream {
   #resetWrite(code: number, local: boolean): void {
     if (this.#write === 'finished' || this.#writeErr !== null) return;
     this.#write = 'reset';
-    this.#writeErr = new KpsError(code, `kps: stream write half reset locally (code ${code})`);
+    this.#writeErr = new KpsError(code, `kps: stream write half reset locally (${describe(code)})`);
     if (local) this.#writeCtl.error(this.#writeErr);
     this.#wakeWriters();
     this.#sendQuiet(encodeCode(FRAME_RESET, code));
@@ -261,7 +268,7 @@ export class Stream {
     if (this.#read !== 'open') return;
     this.#read = 'cancelled';
     if (local) {
-      this.#readCtl.error(new KpsError(code, `kps: stream reading cancelled locally (code ${code})`));
+      this.#readCtl.error(new KpsError(code, `kps: stream reading cancelled locally (${describe(code)})`));
     }
     this.#sendQuiet(encodeCode(FRAME_STOP_SENDING, code));
     this.#maybeFinish();
@@ -299,7 +306,7 @@ export class Stream {
         if (this.#read === 'open' || this.#read === 'eof') {
           this.#read = 'reset';
           this.#readCtl.error(
-            new KpsError(frame.code, `kps: stream reset by the peer (code ${frame.code})`, { remote: true }),
+            new KpsError(frame.code, `kps: stream reset by the peer (${describe(frame.code)})`, { remote: true }),
           );
         }
         break;
@@ -308,7 +315,7 @@ export class Stream {
         // with the peer's code.
         if (this.#write === 'open') {
           this.#write = 'stopped';
-          this.#writeErr = new KpsError(frame.code, `kps: the peer stopped reading (code ${frame.code})`, {
+          this.#writeErr = new KpsError(frame.code, `kps: the peer stopped reading (${describe(frame.code)})`, {
             remote: true,
           });
           this.#writeCtl.error(this.#writeErr);
