@@ -132,18 +132,13 @@ func dialWebRTC(ctx context.Context, a record.KPSAddr) (Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	type result struct {
-		c   *rtcConn
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := establish(ctx, pc, true)
-		done <- result{c, err}
-	}()
 	fail := func(err error) (Conn, error) {
 		pc.Close()
 		return nil, err
+	}
+	wait, err := prepare(pc, true)
+	if err != nil {
+		return fail(err)
 	}
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
@@ -156,22 +151,22 @@ func dialWebRTC(ctx context.Context, a record.KPSAddr) (Conn, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return fail(fmt.Errorf("kps: applying the synthesized answer: %w", err))
 	}
-	r := <-done
-	if r.err != nil {
+	c, err := wait(ctx)
+	if err != nil {
 		if ctx.Err() != nil {
 			return fail(fmt.Errorf("kps: no WebRTC answer from %s within the dial timeout: the listener is down or unreachable, or the certhash is wrong (a listener ignores ICE checks keyed to another certhash)", a.AddrPort))
 		}
-		return fail(fmt.Errorf("kps: WebRTC to %s: %w", a.AddrPort, r.err))
+		return fail(fmt.Errorf("kps: WebRTC to %s: %w", a.AddrPort, err))
 	}
 	got, err := remoteCertDigest(pc)
 	if err != nil {
 		return fail(err)
 	}
 	if got != a.CertHash {
-		r.c.shutdown(&ConnError{Code: CodePermissionDenied, Reason: "certhash mismatch"})
+		c.shutdown(&ConnError{Code: CodePermissionDenied, Reason: "certhash mismatch"})
 		return nil, fmt.Errorf("%w (WebRTC to %s)", ErrCertHashMismatch, a.AddrPort)
 	}
-	r.c.listenerDigest = got
-	r.c.dialerDigest = cert.CertHash()
-	return r.c, nil
+	c.listenerDigest = got
+	c.dialerDigest = cert.CertHash()
+	return c, nil
 }

@@ -16,41 +16,7 @@ var transports = []string{TransportQUIC, TransportWebRTC}
 // echoServer echoes every stream and datagram of every connection.
 func echoServer(t testing.TB, opts Options) *Listener {
 	t.Helper()
-	l, err := Listen(context.Background(), "127.0.0.1:0", opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept(context.Background())
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					p, err := c.ReceiveDatagram(context.Background())
-					if err != nil {
-						return
-					}
-					c.SendDatagram(p)
-				}
-			}()
-			go func() {
-				for {
-					s, err := c.AcceptStream(context.Background())
-					if err != nil {
-						return
-					}
-					go func() {
-						io.Copy(s, s)
-						s.CloseWrite()
-					}()
-				}
-			}()
-		}
-	}()
-	return l
+	return serve(t, opts, func(c Conn) { Echo(context.Background(), c) })
 }
 
 func dial(t testing.TB, l *Listener, tr string, opts DialOptions) Conn {

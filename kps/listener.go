@@ -289,15 +289,10 @@ func (l *Listener) answer(ufrag, pwd string, from netip.AddrPort, first []byte) 
 		pc.Close()
 		return nil, err
 	}
-	type result struct {
-		c   *rtcConn
-		err error
+	wait, err := prepare(pc, false)
+	if err != nil {
+		return fail(err)
 	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := establish(ctx, pc, false)
-		done <- result{c, err}
-	}()
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: fakeOffer(from, ufrag, pwd)}); err != nil {
 		return fail(fmt.Errorf("kps: applying the reconstructed offer: %w", err))
 	}
@@ -317,11 +312,10 @@ func (l *Listener) answer(ufrag, pwd string, from netip.AddrPort, first []byte) 
 	// The mux now routes this ufrag: replay the request that started it
 	// rather than waiting for the client's retransmission.
 	l.vconn.inject(first, from)
-	r := <-done
-	if r.err != nil {
-		return fail(r.err)
+	c, err := wait(ctx)
+	if err != nil {
+		return fail(err)
 	}
-	c := r.c
 	c.listenerDigest = l.cert.CertHash()
 	d, err := remoteCertDigest(pc)
 	if err != nil {

@@ -120,9 +120,13 @@ func detachOnOpen(dc *webrtc.DataChannel) <-chan datachannel.ReadWriteCloser {
 	return ch
 }
 
-// establish waits for the reserved channels to open (which means DTLS and
-// SCTP are up) and builds the connection.
-func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rtcConn, error) {
+// prepare sets up a connection on pc: the reserved channels and the
+// handler for streams the peer opens. It must run before the offer or
+// answer is made, so that the SDP carries the data-channel section and
+// no early stream finds this side without a handler. The returned wait
+// blocks until the reserved channels are open, which means DTLS and SCTP
+// are up.
+func prepare(pc *webrtc.PeerConnection, dialer bool) (wait func(context.Context) (*rtcConn, error), err error) {
 	ctl, dg, err := reservedChannels(pc)
 	if err != nil {
 		return nil, err
@@ -144,14 +148,6 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 		dialer:  dialer,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
-	ok := false
-	defer func() {
-		if !ok {
-			c.cancel()
-		}
-	}()
-	// Registered before anything opens: a stream the peer opens the
-	// moment its side is up must not find this side without a handler.
 	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
 		if dc.Negotiated() {
 			return
@@ -171,24 +167,37 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 			}
 		}()
 	})
+	wait = func(ctx context.Context) (*rtcConn, error) {
+		if err := c.open(ctx, ctlOpen, dgOpen, failed); err != nil {
+			c.cancel()
+			return nil, err
+		}
+		return c, nil
+	}
+	return wait, nil
+}
+
+// open waits for the reserved channels and then watches the connection.
+func (c *rtcConn) open(ctx context.Context, ctlOpen, dgOpen <-chan datachannel.ReadWriteCloser, failed <-chan struct{}) error {
 	for c.controlW == nil || c.dgram == nil {
 		select {
 		case raw, ok := <-ctlOpen:
 			if !ok {
-				return nil, errors.New("kps: opening the control channel failed")
+				return errors.New("kps: opening the control channel failed")
 			}
 			c.controlW, ctlOpen = raw, nil
 		case raw, ok := <-dgOpen:
 			if !ok {
-				return nil, errors.New("kps: opening the datagram channel failed")
+				return errors.New("kps: opening the datagram channel failed")
 			}
 			c.dgram, dgOpen = raw, nil
 		case <-failed:
-			return nil, errors.New("kps: the WebRTC connection failed")
+			return errors.New("kps: the WebRTC connection failed")
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
+	pc := c.pc
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		switch s {
 		case webrtc.PeerConnectionStateFailed:
@@ -199,7 +208,7 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 	})
 	// The state may have moved before the handler was replaced.
 	if st := pc.ConnectionState(); st == webrtc.PeerConnectionStateFailed || st == webrtc.PeerConnectionStateClosed {
-		return nil, errors.New("kps: the WebRTC connection failed")
+		return errors.New("kps: the WebRTC connection failed")
 	}
 	if sctp := pc.SCTP(); sctp != nil {
 		sctp.OnClose(func(error) { c.shutdown(&ConnError{Code: CodeNone, Remote: true}) })
@@ -210,8 +219,7 @@ func establish(ctx context.Context, pc *webrtc.PeerConnection, dialer bool) (*rt
 	}
 	go c.datagramLoop()
 	go c.controlLoop()
-	ok = true
-	return c, nil
+	return nil
 }
 
 func (c *rtcConn) datagramLoop() {

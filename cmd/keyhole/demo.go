@@ -152,7 +152,15 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 		return err
 	}
 	defer ln2.Close()
-	go demoEcho(ctx, ln2)
+	go func() {
+		for {
+			c, err := ln2.Accept(ctx)
+			if err != nil {
+				return
+			}
+			go kps.Echo(ctx, c)
+		}
+	}()
 	direct := ln2.Address()
 	pub := &resolve.Publisher{Key: key, DHT: tn.Nodes[demoNodes/2], Relays: []string{relayURL}, Now: e.now}
 	pub.SetContent(&record.Content{Direct: []record.KPSAddr{direct}})
@@ -209,25 +217,6 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 
 	fmt.Fprintln(w, "\nNext: README.md shows the same with separate processes (keyhole dht testnet,\nkeyhole publish, keyhole resolve, keyhole listen, keyhole cat).")
 	return nil
-}
-
-// demoEcho echoes every stream of every connection.
-func demoEcho(ctx context.Context, l *kps.Listener) {
-	for {
-		c, err := l.Accept(ctx)
-		if err != nil {
-			return
-		}
-		go func() {
-			for {
-				st, err := c.AcceptStream(ctx)
-				if err != nil {
-					return
-				}
-				go func() { io.Copy(st, st); st.CloseWrite() }()
-			}
-		}()
-	}
 }
 
 func demoRoundTrip(ctx context.Context, c kps.Conn, msg string) (string, error) {

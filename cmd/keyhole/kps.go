@@ -135,27 +135,7 @@ func serveEcho(ctx context.Context, e *env, l *kps.Listener) error {
 			return err
 		}
 		describePeer(e, "accepted", c, 0)
-		go func() {
-			for {
-				p, err := c.ReceiveDatagram(ctx)
-				if err != nil {
-					return
-				}
-				c.SendDatagram(p)
-			}
-		}()
-		go func() {
-			for {
-				st, err := c.AcceptStream(ctx)
-				if err != nil {
-					return
-				}
-				go func() {
-					io.Copy(st, st)
-					st.CloseWrite()
-				}()
-			}
-		}()
+		go kps.Echo(ctx, c)
 	}
 }
 
