@@ -20,23 +20,41 @@ import (
 	"github.com/keyhole-p2p/keyhole/resolve"
 )
 
-// publisherFor builds a publisher from the network flags; the returned
-// closer stops its DHT node.
-func publisherFor(ctx context.Context, e *env, nf *netFlags, key *identity.PrivateKey, logger *slog.Logger) (*resolve.Publisher, func(), error) {
+// publisherFor prepares what publish and daemon share: it checks there
+// is somewhere to publish, reads the content flags and the identity, and
+// builds a publisher holding that content. The returned closer stops its
+// DHT node.
+func publisherFor(ctx context.Context, e *env, g *globals, nf *netFlags, cf *contentFlags) (*resolve.Publisher, *slog.Logger, func(), error) {
+	c, err := cf.content()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkPublishable(e, nf); err != nil {
+		return nil, nil, nil, err
+	}
+	logger, err := nf.logger(e.stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	key, err := loadKey(e, g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	relays, err := nf.relayList(e)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	p := &resolve.Publisher{Key: key, Relays: relays, Now: e.now}
 	closer := func() {}
 	if !nf.noDHT {
 		n, err := nf.node(ctx, e, logger)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		p.DHT, closer = n, func() { n.Close() }
 	}
-	return p, closer, nil
+	p.SetContent(c)
+	return p, logger, closer, nil
 }
 
 // checkPublishable refuses, before anything else happens, a configuration
@@ -79,27 +97,11 @@ func newPublishCmd(e *env, g *globals) *cobra.Command {
 		Short: "Publish this device's record once, to the DHT and relays",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.content()
-			if err != nil {
-				return err
-			}
-			if err := checkPublishable(e, &nf); err != nil {
-				return err
-			}
-			logger, err := nf.logger(e.stderr)
-			if err != nil {
-				return err
-			}
-			key, err := loadKey(e, g)
-			if err != nil {
-				return err
-			}
-			p, closeNode, err := publisherFor(cmd.Context(), e, &nf, key, logger)
+			p, _, closeNode, err := publisherFor(cmd.Context(), e, g, &nf, &cf)
 			if err != nil {
 				return err
 			}
 			defer closeNode()
-			p.SetContent(c)
 			rep, err := p.PublishOnce(cmd.Context())
 			if asJSON {
 				_ = printJSON(e.stdout, rep)
@@ -188,37 +190,21 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 			"fresh), and retries with backoff when nothing accepts it. Stop with Ctrl-C.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.content()
-			if err != nil {
-				return err
-			}
-			if err := checkPublishable(e, &nf); err != nil {
-				return err
-			}
-			logger, err := nf.logger(e.stderr)
-			if err != nil {
-				return err
-			}
-			key, err := loadKey(e, g)
-			if err != nil {
-				return err
-			}
-			p, closeNode, err := publisherFor(cmd.Context(), e, &nf, key, logger)
+			p, logger, closeNode, err := publisherFor(cmd.Context(), e, g, &nf, &cf)
 			if err != nil {
 				return err
 			}
 			defer closeNode()
 			p.Interval = interval
-			p.SetContent(c)
 			p.OnPublish = func(r resolve.Report, err error) {
 				nodes, relays := r.Landed()
 				if err != nil {
 					logger.Warn("publish failed; retrying with backoff", "err", err)
 					return
 				}
-				logger.Info("published", "address", key.Public().String(), "seq", r.Seq, "dht_nodes", nodes, "relays", relays)
+				logger.Info("published", "address", p.Key.Public().String(), "seq", r.Seq, "dht_nodes", nodes, "relays", relays)
 			}
-			logger.Info("daemon started", "address", key.Public().String(), "interval", interval)
+			logger.Info("daemon started", "address", p.Key.Public().String(), "interval", interval)
 			err = p.Run(cmd.Context())
 			if cmd.Context().Err() != nil {
 				logger.Info("daemon stopped")
