@@ -606,6 +606,21 @@ func detachOnOpen(dc *webrtc.DataChannel, out func(detached)) {
 	})
 }
 
+// setLocalGathered applies a local description and waits until its
+// candidates are gathered, so the description can be handed over whole.
+func setLocalGathered(ctx context.Context, pc *webrtc.PeerConnection, d webrtc.SessionDescription) error {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(d); err != nil {
+		return err
+	}
+	select {
+	case <-gathered:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // newPionPair connects two PeerConnections. accept is how many channels
 // a may open before b's side takes them (more are closed).
 func newPionPair(ctx context.Context, api *webrtc.API, accept int) (*pionPair, error) {
@@ -646,14 +661,8 @@ func newPionPair(ctx context.Context, api *webrtc.API, accept int) (*pionPair, e
 	if err != nil {
 		return fail(err)
 	}
-	gA := webrtc.GatheringCompletePromise(a)
-	if err := a.SetLocalDescription(offer); err != nil {
+	if err := setLocalGathered(ctx, a, offer); err != nil {
 		return fail(err)
-	}
-	select {
-	case <-gA:
-	case <-ctx.Done():
-		return fail(ctx.Err())
 	}
 	if err := b.SetRemoteDescription(*a.LocalDescription()); err != nil {
 		return fail(err)
@@ -662,14 +671,8 @@ func newPionPair(ctx context.Context, api *webrtc.API, accept int) (*pionPair, e
 	if err != nil {
 		return fail(err)
 	}
-	gB := webrtc.GatheringCompletePromise(b)
-	if err := b.SetLocalDescription(answer); err != nil {
+	if err := setLocalGathered(ctx, b, answer); err != nil {
 		return fail(err)
-	}
-	select {
-	case <-gB:
-	case <-ctx.Done():
-		return fail(ctx.Err())
 	}
 	if err := a.SetRemoteDescription(*b.LocalDescription()); err != nil {
 		return fail(err)
