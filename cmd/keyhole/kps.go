@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -154,28 +153,28 @@ func describePeer(e *env, verb string, c kps.Conn, took time.Duration) {
 // pipe copies stdin to the stream (then finishes it) and the stream to
 // stdout, returning when the stream has been read to the end.
 func pipe(ctx context.Context, e *env, st kps.Stream) error {
-	var wg sync.WaitGroup
-	var werr error
-	wg.Add(1)
+	sent := make(chan error, 1)
 	go func() {
-		defer wg.Done()
 		if _, err := io.Copy(st, e.stdin); err != nil {
-			werr = err
 			st.Reset(kps.CodeCancelled)
+			sent <- err
 			return
 		}
-		werr = st.CloseWrite()
+		sent <- st.CloseWrite()
 	}()
 	stop := context.AfterFunc(ctx, func() { st.Reset(kps.CodeCancelled); st.CancelRead(kps.CodeCancelled) })
 	defer stop()
-	_, rerr := io.Copy(e.stdout, st)
-	if rerr != nil {
-		return fmt.Errorf("receiving: %w", rerr)
+	if _, err := io.Copy(e.stdout, st); err != nil {
+		return fmt.Errorf("receiving: %w", err)
 	}
 	// Standard input may never end (a terminal); the peer finished, so
-	// this side is done.
-	if werr != nil {
-		return fmt.Errorf("sending: %w", werr)
+	// this side is done, unless sending already failed.
+	select {
+	case err := <-sent:
+		if err != nil {
+			return fmt.Errorf("sending: %w", err)
+		}
+	default:
 	}
 	return nil
 }
