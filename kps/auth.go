@@ -68,6 +68,18 @@ var (
 	ErrAuthRefused = errors.New("kps: the listener refused this identity")
 )
 
+// errAuthRequired is the reason a listener gives a dialer that did not
+// speak the exchange.
+var errAuthRequired = errors.New("this listener requires the keyhole identity exchange (dial with an identity, not --plain)")
+
+// markKeyhole records that the peer speaks the exchange, so on WebRTC it
+// can be sent close reasons on the control channel.
+func markKeyhole(c Conn) {
+	if rc, ok := c.(*rtcConn); ok {
+		rc.keyhole.Store(true)
+	}
+}
+
 // fingerprintBinding is the WebRTC binding from both certificates.
 func fingerprintBinding(listenerCertDigest, dialerCertDigest [32]byte) [32]byte {
 	h := sha256.New()
@@ -158,9 +170,7 @@ func dialerAuth(ctx context.Context, c Conn, key *identity.PrivateKey, want iden
 	if err != nil {
 		return pub, err
 	}
-	if rc, ok := c.(*rtcConn); ok {
-		rc.keyhole.Store(true)
-	}
+	markKeyhole(c)
 	if !want.IsZero() && pub != want {
 		return pub, fmt.Errorf("%w (dialed %s, got %s)", ErrAuthWrongKey, want, pub)
 	}
@@ -184,14 +194,14 @@ func listenerAuth(ctx context.Context, c Conn, key *identity.PrivateKey, authori
 	defer stop()
 	msg := make([]byte, authMsgLen)
 	if _, err := io.ReadFull(s, msg); err != nil {
-		return zero, errors.New("this listener requires the keyhole identity exchange (dial with an identity, not --plain)")
+		return zero, errAuthRequired
 	}
 	pub, err := parseAuthMessage(msg, roleDialer, mode, binding)
-	if rc, ok := c.(*rtcConn); ok && !errors.Is(err, ErrAuthProtocol) {
-		rc.keyhole.Store(true) // it speaks the exchange, so it reads close reasons
+	if !errors.Is(err, ErrAuthProtocol) {
+		markKeyhole(c)
 	}
 	if errors.Is(err, ErrAuthProtocol) {
-		return pub, errors.New("this listener requires the keyhole identity exchange (dial with an identity, not --plain)")
+		return pub, errAuthRequired
 	}
 	if err != nil {
 		return pub, err
