@@ -165,6 +165,16 @@ func dialerAuth(ctx context.Context, c Conn, key *identity.PrivateKey, want iden
 		}
 		return zero, ErrAuthProtocol
 	}
+	// Wait for the listener's end of stream before closing: closing
+	// first would cancel its send side while it is still finishing, and
+	// it would take that for a failed exchange.
+	extra, err := io.ReadAll(io.LimitReader(s, 1))
+	if err != nil {
+		return zero, fmt.Errorf("kps: the auth stream failed after the reply: %w", err)
+	}
+	if len(extra) != 0 {
+		return zero, fmt.Errorf("%w (extra bytes after the reply)", ErrAuthProtocol)
+	}
 	s.Close()
 	pub, err := parseAuthMessage(reply, roleListener, mode, binding)
 	if err != nil {
@@ -214,5 +224,10 @@ func listenerAuth(ctx context.Context, c Conn, key *identity.PrivateKey, authori
 	if _, err := s.Write(authMessage(roleListener, mode, binding, key)); err != nil {
 		return pub, fmt.Errorf("sending the auth reply: %w", err)
 	}
-	return pub, s.CloseWrite()
+	// The dialer is verified and the reply is queued. A failing end of
+	// stream here means the dialer already went away or gave up on the
+	// stream; the connection itself shows that, so it is not an auth
+	// failure.
+	s.CloseWrite()
+	return pub, nil
 }

@@ -205,3 +205,47 @@ func stunRequest(t testing.TB, ufrag, pwd string) []byte {
 	}
 	return m.Raw
 }
+
+// TestAuthHastyDialer: a dialer that drops the auth stream the moment it
+// has the reply (as a browser may) still gets its connection accepted.
+// The listener once took the cancelled end of stream for a failed
+// exchange and closed the connection with permission-denied.
+func TestAuthHastyDialer(t *testing.T) {
+	server, client := mustKey(t), mustKey(t)
+	accepted := make(chan identity.PublicKey, 1)
+	l := serve(t, Options{Identity: server}, func(c Conn) { accepted <- PeerKey(c) })
+	for _, tr := range transports {
+		t.Run(tr, func(t *testing.T) {
+			for i := 0; i < 40; i++ {
+				c := dial(t, l, tr, DialOptions{})
+				mode, binding, err := c.binding()
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := c.OpenStream(ctxT(t))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s.Write(authMessage(roleDialer, mode, binding, client))
+				s.CloseWrite()
+				reply := make([]byte, authMsgLen)
+				if _, err := io.ReadFull(s, reply); err != nil {
+					t.Fatalf("reading the reply: %v", err)
+				}
+				s.CancelRead(CodeClosed)
+				s.Reset(CodeClosed)
+				select {
+				case got := <-accepted:
+					if got != client.Public() {
+						t.Fatalf("listener sees %s", got)
+					}
+				case <-c.Context().Done():
+					t.Fatalf("round %d: the listener closed the connection: %v", i, context.Cause(c.Context()))
+				case <-time.After(10 * time.Second):
+					t.Fatalf("round %d: the listener never accepted", i)
+				}
+				c.Close()
+			}
+		})
+	}
+}
