@@ -53,6 +53,10 @@ type Config struct {
 	ItemLifetime time.Duration
 	// Logger receives the node's own log lines; nil discards them.
 	Logger *slog.Logger
+
+	// id fixes the node ID, for tests that need a node in a known part
+	// of the ID space; nil picks one as anacrolix does.
+	id *krpc.ID
 }
 
 // Node is one DHT node: it answers other nodes' queries, stores their
@@ -113,6 +117,9 @@ func New(cfg Config) (*Node, error) {
 		QueryResendDelay: func() time.Duration { return cfg.QueryTimeout },
 		Logger:           alog.Default.FilterLevel(alog.Critical),
 		OnQuery:          fixQuery,
+	}
+	if cfg.id != nil {
+		sc.NodeId = *cfg.id
 	}
 	srv, err := adht.NewServer(sc)
 	if err != nil {
