@@ -147,7 +147,9 @@ func TestSchemaRejects(t *testing.T) {
 		{"wrong type", "presence", edit(t, praw, func(m map[string]any) { m["type"] = "intent" }), "type"},
 		{"number as string", "presence", edit(t, praw, func(m map[string]any) { m["session_nonce"] = 5 }), "session_nonce"},
 		{"key phase frame with a sealed blob too", "match_offer", edit(t, kf, func(m map[string]any) { m["sealed"] = strings.Repeat("A", 100) }), ""},
-		{"signaling frame with a binding too", "match_offer", edit(t, sf, func(m map[string]any) { m["binding"] = json.RawMessage(mustJSON(t, validFrame(t, a, b.Public(), PhaseKey).Binding)) }), ""},
+		{"signaling frame with a binding too", "match_offer", edit(t, sf, func(m map[string]any) {
+			m["binding"] = json.RawMessage(mustJSON(t, validFrame(t, a, b.Public(), PhaseKey).Binding))
+		}), ""},
 		{"key phase frame without binding", "match_offer", edit(t, kf, func(m map[string]any) { delete(m, "binding") }), ""},
 		{"binding with an extra field", "match_offer", edit(t, kf, func(m map[string]any) { m["binding"].(map[string]any)["note"] = "x" }), ""},
 		{"offer schema given an answer", "match_offer", edit(t, kf, func(m map[string]any) { m["type"] = TypeMatchAnswer }), "type"},
@@ -188,16 +190,16 @@ func TestParse(t *testing.T) {
 	}
 	bad := map[string][]byte{
 		"a board message from a client": mustJSON(t, map[string]any{"kind": "match", "match_id": NewNonce(), "role": "initiator", "counterparty_key": p.SelfKey, "expires_in_ms": 1}),
-		"unknown kind":                   []byte(`{"kind":"gossip"}`),
-		"no kind":                        []byte(`{"record":{}}`),
-		"duplicate key":                  []byte(`{"kind":"presence","kind":"intent"}`),
-		"duplicate key inside a record":  []byte(strings.Replace(string(good), `"type":"presence"`, `"type":"presence","type":"presence"`, 1)),
-		"invalid UTF-8":                  append([]byte(`{"kind":"presence","req":"`), 0xff, '"', '}'),
-		"trailing data":                  append(append([]byte{}, good...), []byte(` {}`)...),
-		"not an object":                  []byte(`["presence"]`),
-		"extra envelope field":           edit(t, good, func(m map[string]any) { m["ip"] = "192.0.2.1" }),
-		"answer carried as offer":        edit(t, relay, func(m map[string]any) { m["frame_kind"] = "answer" }),
-		"blob for another match":         edit(t, relay, func(m map[string]any) { m["match_id"] = NewNonce() }),
+		"unknown kind":                  []byte(`{"kind":"gossip"}`),
+		"no kind":                       []byte(`{"record":{}}`),
+		"duplicate key":                 []byte(`{"kind":"presence","kind":"intent"}`),
+		"duplicate key inside a record": []byte(strings.Replace(string(good), `"type":"presence"`, `"type":"presence","type":"presence"`, 1)),
+		"invalid UTF-8":                 append([]byte(`{"kind":"presence","req":"`), 0xff, '"', '}'),
+		"trailing data":                 append(append([]byte{}, good...), []byte(` {}`)...),
+		"not an object":                 []byte(`["presence"]`),
+		"extra envelope field":          edit(t, good, func(m map[string]any) { m["ip"] = "192.0.2.1" }),
+		"answer carried as offer":       edit(t, relay, func(m map[string]any) { m["frame_kind"] = "answer" }),
+		"blob for another match":        edit(t, relay, func(m map[string]any) { m["match_id"] = NewNonce() }),
 	}
 	for name, raw := range bad {
 		if _, err := Parse(raw, FromClient); !errors.Is(err, ErrMalformed) {
