@@ -281,3 +281,33 @@ func FuzzSignedBytes(f *testing.F) {
 		}
 	})
 }
+
+func TestPoW(t *testing.T) {
+	a := key(t)
+	p, _ := NewPresence(a, now, nil, "")
+	pow, err := SolvePoW(p.Signature, 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPoW(p.Signature, pow, 12); err != nil {
+		t.Fatal(err)
+	}
+	// Work for one record is worth nothing for another.
+	q, _ := NewPresence(a, now, nil, "")
+	weak := 0
+	for i := 0; i < 20; i++ {
+		if CheckPoW(q.Signature, pow, 12) != nil {
+			weak++
+		}
+		q, _ = NewPresence(a, now, nil, "")
+	}
+	if weak < 19 {
+		t.Fatalf("work carried over to other records %d times in 20", 20-weak)
+	}
+	if err := CheckPoW(p.Signature, "", 1); !errors.Is(err, ErrPoW) {
+		t.Fatal("missing work accepted")
+	}
+	if err := CheckPoW(p.Signature, "", 0); err != nil {
+		t.Fatal("work demanded at difficulty 0")
+	}
+}
