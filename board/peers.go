@@ -28,7 +28,7 @@ func (s *Server) linkPeer(url string) {
 		ws, _, err := websocket.Dial(s.ctx, url, nil)
 		if err == nil {
 			backoff = time.Second
-			s.serveConn(ws, url)
+			s.serveConn(ws, url, "")
 		} else {
 			s.log.Debug("board: neighbour unreachable; retrying", "backoff", backoff)
 		}

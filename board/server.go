@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,7 +70,11 @@ type Options struct {
 	// HopLimit bounds how far a record travels between boards (default 3).
 	HopLimit int
 	// STUN lists stun: URLs the hello message offers devices.
-	STUN []string
+	// STUNPort, if set, adds stun:<host>:<STUNPort>, where host is the
+	// name the device used to reach the board (a board serving STUN on
+	// its own UDP port does not need to know its public name).
+	STUN     []string
+	STUNPort int
 	// Logger gets counts and events, never keys, nonces or blobs.
 	Logger *slog.Logger
 	// Tap, if set, sees every message the board receives (in) and sends
@@ -253,12 +260,12 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
-	s.serveConn(ws, "")
+	s.serveConn(ws, "", r.Host)
 }
 
 // serveConn runs one connection until it ends. peerURL is set for links
 // this board dialled to a neighbour.
-func (s *Server) serveConn(ws *websocket.Conn, peerURL string) {
+func (s *Server) serveConn(ws *websocket.Conn, peerURL, host string) {
 	ws.SetReadLimit(int64(s.opts.MaxFrame))
 	c := newConn(s, ws)
 	s.mu.Lock()
@@ -274,7 +281,7 @@ func (s *Server) serveConn(ws *websocket.Conn, peerURL string) {
 		s.neighbors[c] = struct{}{}
 		c.send(wire.Marshal(&wire.Envelope{Kind: wire.KindPeerHello, Board: s.opts.PublicURL}))
 	} else {
-		c.send(s.hello())
+		c.send(s.hello(host))
 	}
 	s.mu.Unlock()
 	s.wg.Add(1)
@@ -286,14 +293,24 @@ func (s *Server) serveConn(ws *websocket.Conn, peerURL string) {
 	s.unregister(c)
 }
 
-func (s *Server) hello() []byte {
+func (s *Server) hello(host string) []byte {
+	stun := s.opts.STUN
+	if s.opts.STUNPort != 0 && host != "" {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		stun = append(slices.Clone(stun), "stun:"+host+":"+strconv.Itoa(s.opts.STUNPort))
+	}
 	bits := 0
 	if h, ok := s.opts.Admission.(HashcashAdmission); ok {
 		bits = h.Bits
 	}
 	return wire.Marshal(&wire.Envelope{
 		Kind: wire.KindHello, Version: 1, PoWBits: &bits, MaxFrame: s.opts.MaxFrame,
-		FreshnessMS: s.opts.Freshness.Milliseconds(), STUN: s.opts.STUN,
+		FreshnessMS: s.opts.Freshness.Milliseconds(), STUN: stun,
 	})
 }
 

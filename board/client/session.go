@@ -1,0 +1,493 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pion/datachannel"
+	"github.com/pion/ice/v4"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/keyhole-p2p/keyhole/board/wire"
+	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/seal"
+)
+
+// Session is a direct WebRTC connection to a peer, set up through the
+// board. The board is no longer involved once it exists.
+type Session struct {
+	// Peer is the other device's identity key, proven by its signed
+	// frames and pinned through the DTLS fingerprint in its sealed SDP.
+	Peer identity.PublicKey
+	// PC is the peer connection; DC its data channel, opened and
+	// detached: read and write it through Conn.
+	PC *webrtc.PeerConnection
+	DC *webrtc.DataChannel
+	// Conn reads and writes whole messages on the data channel.
+	Conn datachannel.ReadWriteCloser
+	// RemoteSDP is the peer's SDP as this side received it (after
+	// opening the box): what the peer chose to reveal.
+	RemoteSDP string
+}
+
+// Close ends the session.
+func (s *Session) Close() error {
+	if s.Conn != nil {
+		s.Conn.Close()
+	}
+	return s.PC.Close()
+}
+
+// match is one channel in progress.
+type match struct {
+	c     *Client
+	id    string
+	self  identity.PublicKey
+	peer  identity.PublicKey
+	inbox chan *wire.Envelope
+	peerT [32]byte // the peer's verified transport key
+}
+
+func (c *Client) openInbox(id string) chan *wire.Envelope {
+	in := make(chan *wire.Envelope, 8)
+	c.mu.Lock()
+	c.inboxes[id] = in
+	c.mu.Unlock()
+	return in
+}
+
+func (c *Client) closeInbox(id string) {
+	c.mu.Lock()
+	delete(c.inboxes, id)
+	c.mu.Unlock()
+}
+
+// Connect asks the board to match this device with peer and, once
+// matched, sets up a data channel to it. It follows one referral to a
+// neighbouring board.
+func (c *Client) Connect(ctx context.Context, peer identity.PublicKey) (*Session, error) {
+	if peer == c.opts.Identity.Public() {
+		return nil, errors.New("board: cannot connect to this device's own key")
+	}
+	w := make(chan *wire.Envelope, 4)
+	c.mu.Lock()
+	if c.waiting[peer] != nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("board: already connecting to %s", peer)
+	}
+	c.waiting[peer] = w
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiting, peer)
+		c.mu.Unlock()
+	}()
+	in, err := wire.NewIntent(c.opts.Identity, peer, c.opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := json.Marshal(in)
+	pow, err := c.pow(in.Signature)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.request(ctx, &wire.Envelope{Kind: wire.KindIntent, Record: raw, PoW: pow}); err != nil {
+		return nil, fmt.Errorf("board: sending the intent: %w", err)
+	}
+	var env *wire.Envelope
+	select {
+	case env = <-w:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("board: %s did not show up on %s: %w", peer, c.url, ctx.Err())
+	case <-c.ctx.Done():
+		return nil, context.Cause(c.ctx)
+	}
+	if env.Kind == wire.KindReferral {
+		c.log.Info("board: the peer waits on a neighbouring board; following the referral")
+		other, err := Dial(ctx, env.Board, c.opts)
+		if err != nil {
+			return nil, err
+		}
+		defer other.Close()
+		s, err := other.Connect(ctx, peer)
+		return s, err
+	}
+	m := &match{c: c, id: env.MatchID, self: c.opts.Identity.Public(), peer: peer, inbox: c.openInbox(env.MatchID)}
+	defer c.closeInbox(m.id)
+	return m.runInitiator(ctx)
+}
+
+// Accept announces this device's presence (and keeps it fresh) and
+// returns the next session an initiator sets up with it.
+func (c *Client) Accept(ctx context.Context) (*Session, error) {
+	if err := c.Announce(ctx); err != nil {
+		return nil, fmt.Errorf("board: announcing presence: %w", err)
+	}
+	refresh := time.NewTicker(c.refreshEvery())
+	defer refresh.Stop()
+	for {
+		select {
+		case env := <-c.matches:
+			if env.Kind == wire.KindReferral {
+				// A responder referral: the initiator waits elsewhere.
+				// Present there too, and take its match.
+				s, err := c.acceptVia(ctx, env.Board)
+				if err != nil {
+					c.log.Info("board: following a referral failed", "err", err)
+					continue
+				}
+				return s, nil
+			}
+			peer, err := wire.DecodeKey(env.CounterpartyKey)
+			if err != nil {
+				continue
+			}
+			if c.opts.Authorize != nil {
+				if err := c.opts.Authorize(peer); err != nil {
+					c.log.Info("board: ignored a match from an initiator we do not answer")
+					continue
+				}
+			}
+			m := &match{c: c, id: env.MatchID, self: c.opts.Identity.Public(), peer: peer, inbox: c.openInbox(env.MatchID)}
+			s, err := m.runResponder(ctx)
+			c.closeInbox(m.id)
+			if err != nil {
+				c.log.Info("board: a rendezvous failed", "err", err)
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				continue
+			}
+			return s, nil
+		case <-refresh.C:
+			if err := c.Announce(ctx); err != nil {
+				c.log.Info("board: refreshing presence failed", "err", err)
+			}
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.ctx.Done():
+			return nil, context.Cause(c.ctx)
+		}
+	}
+}
+
+func (c *Client) acceptVia(ctx context.Context, board string) (*Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	other, err := Dial(ctx, board, c.opts)
+	if err != nil {
+		return nil, err
+	}
+	defer other.Close()
+	return other.Accept(ctx)
+}
+
+// send signs a frame and relays it.
+func (m *match) send(ctx context.Context, kind, phase string, binding *identity.Binding, sealed []byte) error {
+	typ := wire.TypeMatchOffer
+	if kind == wire.FrameAnswer {
+		typ = wire.TypeMatchAnswer
+	}
+	f := &wire.Frame{
+		Type: typ, MatchID: m.id, Phase: phase,
+		FromKey: wire.EncodeKey(m.self), ToKey: wire.EncodeKey(m.peer),
+		Timestamp: wire.FormatTime(m.c.opts.Now()), Binding: binding,
+	}
+	if sealed != nil {
+		f.Sealed = wire.B64.EncodeToString(sealed)
+	}
+	if err := wire.Sign(f, m.c.opts.Identity); err != nil {
+		return err
+	}
+	if m.c.opts.tamper != nil {
+		m.c.opts.tamper(phase, f)
+	}
+	blob, _ := json.Marshal(f)
+	return m.c.request(ctx, &wire.Envelope{Kind: wire.KindRelay, MatchID: m.id, FrameKind: kind, Blob: blob})
+}
+
+// receive waits for the peer's frame of kind in phase and checks it:
+// schema (done by Parse), this match, the peer as sender and us as
+// recipient, the peer's signature and freshness.
+func (m *match) receive(ctx context.Context, kind, phase string) (*wire.Frame, error) {
+	var env *wire.Envelope
+	select {
+	case env = <-m.inbox:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("board: waiting for the peer's %s %s: %w", phase, kind, ctx.Err())
+	case <-m.c.ctx.Done():
+		return nil, context.Cause(m.c.ctx)
+	}
+	if env.Kind == wire.KindChannelClosed {
+		return nil, fmt.Errorf("%w (%s) while waiting for the peer's %s %s", ErrChannelClosed, env.Reason, phase, kind)
+	}
+	var f wire.Frame
+	if err := json.Unmarshal(env.Blob, &f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPeerCheck, err)
+	}
+	switch {
+	case env.FrameKind != kind || f.Phase != phase:
+		return nil, fmt.Errorf("%w: expected a %s %s, got a %s %s", ErrPeerCheck, phase, kind, f.Phase, env.FrameKind)
+	case f.MatchID != m.id:
+		return nil, fmt.Errorf("%w: the frame belongs to another match", ErrPeerCheck)
+	case f.FromKey != wire.EncodeKey(m.peer):
+		return nil, fmt.Errorf("%w: the frame is from %s, not the matched peer", ErrPeerCheck, f.FromKey)
+	case f.ToKey != wire.EncodeKey(m.self):
+		return nil, fmt.Errorf("%w: the frame is addressed to another key", ErrPeerCheck)
+	}
+	if err := wire.VerifyRaw(env.Blob, m.peer); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPeerCheck, err)
+	}
+	if _, err := wire.CheckFresh(f.Timestamp, m.c.opts.Now(), 2*time.Minute, 30*time.Second); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrPeerCheck, err)
+	}
+	return &f, nil
+}
+
+// checkBinding verifies the peer's transport key binding: it must be
+// signed by the peer's identity, the one this side expects.
+func (m *match) checkBinding(f *wire.Frame) error {
+	_, tk, err := f.Binding.Verify(m.peer, m.c.opts.Now())
+	if err != nil {
+		return fmt.Errorf("%w: the transport key binding: %v", ErrPeerCheck, err)
+	}
+	m.peerT = tk
+	return nil
+}
+
+// openSealed opens a signaling frame's box and checks that the payload
+// names this match, the peer and us, and the expected SDP type.
+func (m *match) openSealed(f *wire.Frame, sdpType string) (string, error) {
+	box, err := wire.B64.DecodeString(f.Sealed)
+	if err != nil {
+		return "", fmt.Errorf("%w: sealed blob is not base64url", ErrPeerCheck)
+	}
+	pt, err := seal.Open(m.c.tk, box)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrPeerCheck, err)
+	}
+	var p wire.SealedPayload
+	if err := wire.DecodeRecord(pt, "sealed_payload", &p); err != nil {
+		return "", fmt.Errorf("%w: sealed payload: %v", ErrPeerCheck, err)
+	}
+	if p.MatchID != m.id || p.FromKey != wire.EncodeKey(m.peer) || p.ToKey != wire.EncodeKey(m.self) || p.SDPType != sdpType {
+		return "", fmt.Errorf("%w: the sealed payload names another match, sender or recipient", ErrPeerCheck)
+	}
+	return p.SDP, nil
+}
+
+func (m *match) sealSDP(sdp, sdpType string) ([]byte, error) {
+	p := wire.SealedPayload{Type: wire.TypeSignaling, MatchID: m.id, FromKey: wire.EncodeKey(m.self), ToKey: wire.EncodeKey(m.peer), SDPType: sdpType, SDP: sdp}
+	pt, _ := json.Marshal(p)
+	return seal.Seal(m.peerT, pt)
+}
+
+func (m *match) runInitiator(ctx context.Context) (*Session, error) {
+	// KEY phase: ours first, then verify theirs before sealing anything.
+	b := m.c.binding
+	if err := m.send(ctx, wire.FrameOffer, wire.PhaseKey, &b, nil); err != nil {
+		return nil, fmt.Errorf("board: sending our transport key: %w", err)
+	}
+	f, err := m.receive(ctx, wire.FrameAnswer, wire.PhaseKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkBinding(f); err != nil {
+		return nil, err
+	}
+	// SIGNALING phase.
+	pc, err := m.c.newPeerConnection()
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			pc.Close()
+		}
+	}()
+	opened := make(chan *webrtc.DataChannel, 1)
+	dc, err := pc.CreateDataChannel("keyhole", nil)
+	if err != nil {
+		return nil, err
+	}
+	dc.OnOpen(func() { opened <- dc })
+	sdp, err := m.c.localSDP(ctx, pc, true)
+	if err != nil {
+		return nil, err
+	}
+	box, err := m.sealSDP(sdp, "offer")
+	if err != nil {
+		return nil, err
+	}
+	if err := m.send(ctx, wire.FrameOffer, wire.PhaseSignaling, nil, box); err != nil {
+		return nil, fmt.Errorf("board: sending the sealed offer: %w", err)
+	}
+	f, err = m.receive(ctx, wire.FrameAnswer, wire.PhaseSignaling)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := m.openSealed(f, "answer")
+	if err != nil {
+		return nil, err
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: remote}); err != nil {
+		return nil, fmt.Errorf("%w: the peer's answer: %v", ErrPeerCheck, err)
+	}
+	s, err := m.c.waitOpen(ctx, pc, opened)
+	if err != nil {
+		return nil, err
+	}
+	s.Peer, s.RemoteSDP = m.peer, remote
+	ok = true
+	return s, nil
+}
+
+func (m *match) runResponder(ctx context.Context) (*Session, error) {
+	f, err := m.receive(ctx, wire.FrameOffer, wire.PhaseKey)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.checkBinding(f); err != nil {
+		return nil, err
+	}
+	b := m.c.binding
+	if err := m.send(ctx, wire.FrameAnswer, wire.PhaseKey, &b, nil); err != nil {
+		return nil, fmt.Errorf("board: sending our transport key: %w", err)
+	}
+	f, err = m.receive(ctx, wire.FrameOffer, wire.PhaseSignaling)
+	if err != nil {
+		return nil, err
+	}
+	remote, err := m.openSealed(f, "offer")
+	if err != nil {
+		return nil, err
+	}
+	pc, err := m.c.newPeerConnection()
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			pc.Close()
+		}
+	}()
+	opened := make(chan *webrtc.DataChannel, 1)
+	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+		dc.OnOpen(func() {
+			select {
+			case opened <- dc:
+			default:
+			}
+		})
+	})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: remote}); err != nil {
+		return nil, fmt.Errorf("%w: the peer's offer: %v", ErrPeerCheck, err)
+	}
+	sdp, err := m.c.localSDP(ctx, pc, false)
+	if err != nil {
+		return nil, err
+	}
+	box, err := m.sealSDP(sdp, "answer")
+	if err != nil {
+		return nil, err
+	}
+	if err := m.send(ctx, wire.FrameAnswer, wire.PhaseSignaling, nil, box); err != nil {
+		return nil, fmt.Errorf("board: sending the sealed answer: %w", err)
+	}
+	s, err := m.c.waitOpen(ctx, pc, opened)
+	if err != nil {
+		return nil, err
+	}
+	s.Peer, s.RemoteSDP = m.peer, remote
+	ok = true
+	return s, nil
+}
+
+func (c *Client) newPeerConnection() (*webrtc.PeerConnection, error) {
+	se := webrtc.SettingEngine{}
+	se.DetachDataChannels()
+	// Host candidates never leave this device (FilterSDP), so a peer
+	// following ORP never sends mDNS names to resolve either.
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	if c.opts.WebRTC != nil {
+		c.opts.WebRTC(&se)
+	}
+	servers := append([]webrtc.ICEServer(nil), c.opts.ICEServers...)
+	if len(c.hello.STUN) > 0 {
+		servers = append(servers, webrtc.ICEServer{URLs: c.hello.STUN})
+	}
+	cfg := webrtc.Configuration{ICEServers: servers}
+	if c.opts.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se))
+	pc, err := api.NewPeerConnection(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("board: WebRTC: %w", err)
+	}
+	return pc, nil
+}
+
+// localSDP makes the offer or answer, waits for every candidate, and
+// applies the candidate policy.
+func (c *Client) localSDP(ctx context.Context, pc *webrtc.PeerConnection, offer bool) (string, error) {
+	var d webrtc.SessionDescription
+	var err error
+	if offer {
+		d, err = pc.CreateOffer(nil)
+	} else {
+		d, err = pc.CreateAnswer(nil)
+	}
+	if err != nil {
+		return "", fmt.Errorf("board: WebRTC: %w", err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(d); err != nil {
+		return "", fmt.Errorf("board: WebRTC: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	sdp, kept := FilterSDP(pc.LocalDescription().SDP, c.opts.RelayOnly)
+	if kept == 0 {
+		if c.opts.RelayOnly {
+			return "", errors.New("board: relay-only mode found no TURN relay candidate; check the TURN server and its credentials")
+		}
+		return "", errors.New("board: no candidate the peer may see (only host candidates were found): give a STUN or TURN server, or use a board that offers one")
+	}
+	return sdp, nil
+}
+
+func (c *Client) waitOpen(ctx context.Context, pc *webrtc.PeerConnection, opened chan *webrtc.DataChannel) (*Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
+	defer cancel()
+	failed := make(chan struct{})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		if st == webrtc.PeerConnectionStateFailed {
+			select {
+			case <-failed:
+			default:
+				close(failed)
+			}
+		}
+	})
+	select {
+	case dc := <-opened:
+		raw, err := dc.Detach()
+		if err != nil {
+			return nil, fmt.Errorf("board: WebRTC: %w", err)
+		}
+		return &Session{PC: pc, DC: dc, Conn: raw}, nil
+	case <-failed:
+		return nil, errors.New("board: the direct connection failed (ICE found no working path; try a TURN server)")
+	case <-ctx.Done():
+		return nil, fmt.Errorf("board: the direct connection did not open: %w", ctx.Err())
+	}
+}
