@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/pion/datachannel"
@@ -31,14 +33,37 @@ type Session struct {
 	// RemoteSDP is the peer's SDP as this side received it (after
 	// opening the box): what the peer chose to reveal.
 	RemoteSDP string
+
+	rmu  sync.Mutex
+	rbuf []byte
+	rest []byte
+	eof  bool
+
+	dcClosed  chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
-// Close ends the session.
+// closeGrace bounds how long Close waits for the data channel's orderly
+// close before it tears the connection down.
+const closeGrace = 2 * time.Second
+
+// Close ends the session in order: the data channel first, so the peer
+// reads everything sent and then EOF, and only then the connection
+// (closing it at once would abort the association and lose data still
+// in flight).
 func (s *Session) Close() error {
-	if s.Conn != nil {
-		s.Conn.Close()
-	}
-	return s.PC.Close()
+	s.closeOnce.Do(func() {
+		if s.Conn != nil {
+			s.Conn.Close()
+			select {
+			case <-s.dcClosed:
+			case <-time.After(closeGrace):
+			}
+		}
+		s.closeErr = s.PC.Close()
+	})
+	return s.closeErr
 }
 
 // match is one channel in progress.
@@ -480,14 +505,75 @@ func (c *Client) waitOpen(ctx context.Context, pc *webrtc.PeerConnection, opened
 	})
 	select {
 	case dc := <-opened:
+		closed := make(chan struct{})
+		var once sync.Once
+		dc.OnClose(func() { once.Do(func() { close(closed) }) })
 		raw, err := dc.Detach()
 		if err != nil {
 			return nil, fmt.Errorf("board: WebRTC: %w", err)
 		}
-		return &Session{PC: pc, DC: dc, Conn: raw}, nil
+		return &Session{PC: pc, DC: dc, Conn: raw, dcClosed: closed}, nil
 	case <-failed:
 		return nil, errors.New("board: the direct connection failed (ICE found no working path; try a TURN server)")
 	case <-ctx.Done():
 		return nil, fmt.Errorf("board: the direct connection did not open: %w", ctx.Err())
 	}
+}
+
+// maxMessage is the largest data channel message Write sends; 16 KiB
+// is what every WebRTC stack, browsers included, takes without
+// fragmentation trouble.
+const maxMessage = 16 << 10
+
+// Write sends p as one or more messages.
+func (s *Session) Write(p []byte) (int, error) {
+	n := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), maxMessage)]
+		if _, err := s.Conn.Write(chunk); err != nil {
+			return n, err
+		}
+		n += len(chunk)
+		p = p[len(chunk):]
+	}
+	return n, nil
+}
+
+// CloseWrite tells the peer this side has finished sending: an empty
+// message, which Read on the other side turns into io.EOF. The peer can
+// still send.
+func (s *Session) CloseWrite() error {
+	_, err := s.Conn.Write([]byte{})
+	return err
+}
+
+// Read reads the peer's byte stream; it returns io.EOF after the peer's
+// CloseWrite or when the channel closes.
+func (s *Session) Read(p []byte) (int, error) {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	if len(s.rest) == 0 {
+		if s.eof {
+			return 0, io.EOF
+		}
+		if s.rbuf == nil {
+			s.rbuf = make([]byte, 64<<10)
+		}
+		n, err := s.Conn.Read(s.rbuf)
+		if err != nil {
+			s.eof = true
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF
+			}
+			return 0, err
+		}
+		if n == 0 {
+			s.eof = true
+			return 0, io.EOF
+		}
+		s.rest = s.rbuf[:n]
+	}
+	n := copy(p, s.rest)
+	s.rest = s.rest[n:]
+	return n, nil
 }

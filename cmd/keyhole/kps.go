@@ -93,7 +93,7 @@ func newListenCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return pipe(ctx, e, st)
+			return pipe(ctx, e, st, kpsAbort(st))
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":4242", "UDP address to listen on (both transports)")
@@ -150,19 +150,28 @@ func describePeer(e *env, verb string, c kps.Conn, took time.Duration) {
 	fmt.Fprintln(e.stderr, msg)
 }
 
+// halfStream is a byte stream whose sending side can be finished on
+// its own: a KPS stream, or a board session's data channel.
+type halfStream interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+}
+
 // pipe copies stdin to the stream (then finishes it) and the stream to
-// stdout, returning when the stream has been read to the end.
-func pipe(ctx context.Context, e *env, st kps.Stream) error {
+// stdout, returning when the stream has been read to the end. abort
+// tears the stream down when ctx ends or sending fails.
+func pipe(ctx context.Context, e *env, st halfStream, abort func()) error {
 	sent := make(chan error, 1)
 	go func() {
 		if _, err := io.Copy(st, e.stdin); err != nil {
-			st.Reset(kps.CodeCancelled)
+			abort()
 			sent <- err
 			return
 		}
 		sent <- st.CloseWrite()
 	}()
-	stop := context.AfterFunc(ctx, func() { st.Reset(kps.CodeCancelled); st.CancelRead(kps.CodeCancelled) })
+	stop := context.AfterFunc(ctx, abort)
 	defer stop()
 	if _, err := io.Copy(e.stdout, st); err != nil {
 		return fmt.Errorf("receiving: %w", err)
@@ -177,6 +186,11 @@ func pipe(ctx context.Context, e *env, st kps.Stream) error {
 	default:
 	}
 	return nil
+}
+
+// kpsAbort resets both directions of a KPS stream.
+func kpsAbort(st kps.Stream) func() {
+	return func() { st.Reset(kps.CodeCancelled); st.CancelRead(kps.CodeCancelled) }
 }
 
 func newCatCmd(e *env, g *globals) *cobra.Command {
@@ -224,7 +238,7 @@ func newCatCmd(e *env, g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return pipe(ctx, e, st)
+			return pipe(ctx, e, st, kpsAbort(st))
 		},
 	}
 	cmd.Flags().BoolVar(&webrtc, "webrtc", false, "use WebRTC instead of QUIC")

@@ -116,10 +116,13 @@ func (f *netFlags) node(ctx context.Context, e *env, logger *slog.Logger) (*dht.
 }
 
 // logger writes structured logs to stderr at --log-level.
-func (f *netFlags) logger(w io.Writer) (*slog.Logger, error) {
+func (f *netFlags) logger(w io.Writer) (*slog.Logger, error) { return newLogger(w, f.logLevel) }
+
+// newLogger writes structured logs to w at a --log-level value.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(f.logLevel)); err != nil {
-		return nil, usagef("--log-level %q: use debug, info, warn or error", f.logLevel)
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: use debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl})), nil
 }
