@@ -142,7 +142,11 @@ func (c *Client) Connect(ctx context.Context, peer identity.PublicKey) (*Session
 	}
 	m := &match{c: c, id: env.MatchID, self: c.opts.Identity.Public(), peer: peer, inbox: c.openInbox(env.MatchID)}
 	defer c.closeInbox(m.id)
-	return m.runInitiator(ctx)
+	s, err := m.runInitiator(ctx)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("board: %s was matched but did not answer in time (it may not answer this key): %w", peer, err)
+	}
+	return s, err
 }
 
 // Accept announces this device's presence (and keeps it fresh) and
@@ -439,6 +443,21 @@ func (c *Client) newPeerConnection() (*webrtc.PeerConnection, error) {
 	// Host candidates never leave this device (FilterSDP), so a peer
 	// following ORP never sends mDNS names to resolve either.
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	// The answerer is the DTLS server, so the offerer, which is the last
+	// to learn the other's SDP, starts the handshake when it is ready.
+	// The other way round the answerer's first ClientHello arrives before
+	// the offerer has the answer, is dropped, and the handshake waits a
+	// full one-second retransmission.
+	se.SetAnsweringDTLSRole(webrtc.DTLSRoleServer)
+	// pion holds back nominating a reflexive pair (0.5 s for srflx, 1 s
+	// for prflx) in case a host pair turns up; under ORP's candidate
+	// policy no host candidate is ever offered, so the wait buys nothing.
+	// In relay-only mode a relay pair is all there will be.
+	se.SetSrflxAcceptanceMinWait(0)
+	se.SetPrflxAcceptanceMinWait(0)
+	if c.opts.RelayOnly {
+		se.SetRelayAcceptanceMinWait(0)
+	}
 	if c.opts.WebRTC != nil {
 		c.opts.WebRTC(&se)
 	}

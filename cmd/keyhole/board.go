@@ -266,14 +266,13 @@ func newBoardConnectCmd(e *env, g *globals) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			fmt.Fprintf(e.stderr, "identity: %s\n", key.Public())
 			start := time.Now()
 			s, err := c.Connect(ctx, peer)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			fmt.Fprintf(e.stderr, "connected to %s directly in %s\n", s.Peer, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(e.stderr, "connected to %s directly in %s (this device: %s)\n", s.Peer, time.Since(start).Round(time.Millisecond), key.Public())
 			return pipe(cmd.Context(), e, s, func() { s.Close() })
 		},
 	}

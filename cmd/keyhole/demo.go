@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/keyhole-p2p/keyhole/board"
+	"github.com/keyhole-p2p/keyhole/board/client"
+	"github.com/pion/webrtc/v4"
 	"io"
 	"net"
 	"net/http"
@@ -27,7 +30,8 @@ func newDemoCmd(e *env) *cobra.Command {
 			"back it up, bind a transport key, sign a record, watch tampering get caught,\n" +
 			"then start a private DHT testnet and a Pkarr relay on loopback, publish the\n" +
 			"record and find it again from a fresh node by the address alone, and connect\n" +
-			"to it over QUIC and WebRTC with both identity keys proven.\n" +
+			"to it over QUIC and WebRTC with both identity keys proven, and meet it\n" +
+			"through a blind rendezvous board that relays only sealed signaling.\n" +
 			"Nothing leaves this machine and nothing is written to disk.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -162,8 +166,15 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 		}
 	}()
 	direct := ln2.Address()
+	// It also waits on a blind rendezvous board, for peers that cannot
+	// reach its direct address.
+	rendezvous, boardURL, stopBoard, err := demoBoard()
+	if err != nil {
+		return err
+	}
+	defer stopBoard()
 	pub := &resolve.Publisher{Key: key, DHT: tn.Nodes[demoNodes/2], Relays: []string{relayURL}, Now: e.now}
-	pub.SetContent(&record.Content{Direct: []record.KPSAddr{direct}})
+	pub.SetContent(&record.Content{Direct: []record.KPSAddr{direct}, Boards: []string{boardURL}})
 	rep, err := pub.PublishOnce(ctx)
 	if err != nil {
 		return err
@@ -178,6 +189,7 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 	}
 	defer client.Close()
 	var found record.KPSAddr
+	var foundBoard string
 	for _, r := range []struct {
 		name string
 		res  *resolve.Resolver
@@ -190,8 +202,8 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "    %-9s %s in %v: direct address %s\n", r.name, "verified", res.Elapsed.Round(10*time.Microsecond), c.Direct[0])
-		found = c.Direct[0]
+		fmt.Fprintf(w, "    %-9s %s in %v: direct address %s, board %s\n", r.name, "verified", res.Elapsed.Round(10*time.Microsecond), c.Direct[0], c.Boards[0])
+		found, foundBoard = c.Direct[0], c.Boards[0]
 	}
 
 	step(10, "It connects to the address in the record, and both sides prove their keys")
@@ -215,7 +227,12 @@ func runDiscoveryDemo(ctx context.Context, e *env) error {
 			tr, key.Public().String()[:12], took.Round(time.Millisecond), reply)
 	}
 
-	fmt.Fprintln(w, "\nNext: README.md shows the same with separate processes (keyhole dht testnet,\nkeyhole publish, keyhole resolve, keyhole listen, keyhole cat).")
+	step(11, "No direct path? The two meet through the board in the record, which reads nothing")
+	if err := demoRendezvous(ctx, w, rendezvous, foundBoard, key, me); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(w, "\nNext: README.md shows the same with separate processes (keyhole dht testnet,\nkeyhole publish, keyhole resolve, keyhole listen, keyhole cat, keyhole board).")
 	return nil
 }
 
@@ -232,4 +249,86 @@ func demoRoundTrip(ctx context.Context, c kps.Conn, msg string) (string, error) 
 	}
 	b, err := io.ReadAll(st)
 	return string(b), err
+}
+
+// demoBoard runs a board with STUN on loopback and returns its URL.
+func demoBoard() (*board.Server, string, func(), error) {
+	st, err := board.ListenSTUN("127.0.0.1:0", board.STUNOptions{})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	b, err := board.New(board.Options{STUNPort: st.Addr().Port})
+	if err != nil {
+		st.Close()
+		return nil, "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Close()
+		st.Close()
+		return nil, "", nil, err
+	}
+	srv := &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return b, "ws://" + ln.Addr().String() + "/", func() { b.Close(); srv.Close(); st.Close() }, nil
+}
+
+// demoRendezvous: the device waits on the board, the other side asks
+// for it by key, and they talk over a direct data channel.
+func demoRendezvous(ctx context.Context, w io.Writer, b *board.Server, boardURL string, device, me *identity.PrivateKey) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// Candidates stay on loopback: the demo touches nothing else.
+	loopback := func(se *webrtc.SettingEngine) {
+		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	dev, err := client.Dial(ctx, boardURL, client.Options{Identity: device, WebRTC: loopback})
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+	served := make(chan error, 1)
+	go func() {
+		s, err := dev.Accept(ctx)
+		if err != nil {
+			served <- err
+			return
+		}
+		defer s.Close()
+		if _, err := io.Copy(s, s); err != nil {
+			served <- err
+			return
+		}
+		served <- s.CloseWrite()
+	}()
+	mine, err := client.Dial(ctx, boardURL, client.Options{Identity: me, WebRTC: loopback})
+	if err != nil {
+		return err
+	}
+	defer mine.Close()
+	t := time.Now()
+	s, err := mine.Connect(ctx, device.Public())
+	if err != nil {
+		return fmt.Errorf("demo: rendezvous: %w", err)
+	}
+	defer s.Close()
+	took := time.Since(t)
+	if _, err := io.WriteString(s, "hello through the board"); err != nil {
+		return err
+	}
+	s.CloseWrite()
+	reply, err := io.ReadAll(s)
+	if err != nil {
+		return err
+	}
+	if err := <-served; err != nil {
+		return fmt.Errorf("demo: the device's side: %w", err)
+	}
+	st := b.Stats()
+	fmt.Fprintf(w, "    board    %s: %d match, %d frames relayed (2 bound transport keys, 2 sealed SDPs), channel closed at the answer\n",
+		boardURL, st.ChannelsOpened, st.Relayed)
+	fmt.Fprintf(w, "    direct   data channel to %s... in %v (host candidates withheld); echo %q\n",
+		device.Public().String()[:12], took.Round(time.Millisecond), reply)
+	return nil
 }

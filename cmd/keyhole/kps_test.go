@@ -9,9 +9,9 @@ import (
 	"time"
 )
 
-// startListen runs 'keyhole listen' in the background and returns the
-// address it prints on its first line.
-func (h *harness) startListen(args ...string) string {
+// background runs a keyhole command until the test ends and returns
+// the first line it prints on stdout.
+func (h *harness) background(args ...string) string {
 	h.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -23,16 +23,22 @@ func (h *harness) startListen(args ...string) string {
 	}
 	go func() {
 		defer close(done)
-		run(ctx, append([]string{"--home", h.home, "listen", "--addr", "127.0.0.1:0"}, args...), e)
+		run(ctx, append([]string{"--home", h.home}, args...), e)
 		pw.Close()
 	}()
 	h.t.Cleanup(func() { cancel(); <-done })
 	line, err := bufio.NewReader(pr).ReadString('\n')
 	if err != nil {
-		h.t.Fatalf("listen printed no address: %v", err)
+		h.t.Fatalf("keyhole %v printed nothing: %v", args, err)
 	}
 	go io.Copy(io.Discard, pr)
 	return strings.TrimSpace(line)
+}
+
+// startListen runs 'keyhole listen' and returns the address it prints.
+func (h *harness) startListen(args ...string) string {
+	h.t.Helper()
+	return h.background(append([]string{"listen", "--addr", "127.0.0.1:0"}, args...)...)
 }
 
 func TestListenAndCat(t *testing.T) {
