@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/keyhole-p2p/keyhole/board/wire"
@@ -48,28 +49,48 @@ func (s *Server) openChannel(c *conn, initiator identity.PublicKey, p *entry) {
 	if ch.rconn != nil {
 		ch.rconn.channels[ch] = struct{}{}
 		s.announceMatch(ch, ch.rconn, wire.RoleResponder, ch.initiator)
+	} else {
+		s.orphan(ch)
 	}
 }
 
 func (s *Server) announceMatch(ch *channel, c *conn, role string, counterparty identity.PublicKey) {
-	left := max(time.Until(ch.deadline).Milliseconds(), 0)
+	left := max(ch.deadline.Sub(s.opts.Now()).Milliseconds(), 0)
 	c.send(wire.Marshal(&wire.Envelope{Kind: wire.KindMatch, MatchID: ch.id, Role: role, CounterpartyKey: wire.EncodeKey(counterparty), ExpiresInMS: &left}))
 }
 
 // attachResponder hands channels that were waiting for key's device to
 // its new connection c (a device woken by a push reconnects and
-// presents again).
+// presents again). s.orphans indexes those channels by responder, so a
+// presence costs nothing however many channels are open.
 func (s *Server) attachResponder(c *conn, key identity.PublicKey) {
-	for _, ch := range s.channels {
-		if ch.responder != key || ch.rconn != nil || ch.done {
-			continue
-		}
+	for ch := range s.orphans[key] {
 		ch.rconn = c
 		c.channels[ch] = struct{}{}
 		s.announceMatch(ch, c, wire.RoleResponder, ch.initiator)
 		if ch.pending != nil {
 			c.send(ch.pending)
 			ch.pending = nil
+		}
+	}
+	delete(s.orphans, key)
+}
+
+// orphan records that ch waits for its responder to connect.
+func (s *Server) orphan(ch *channel) {
+	set := s.orphans[ch.responder]
+	if set == nil {
+		set = map[*channel]struct{}{}
+		s.orphans[ch.responder] = set
+	}
+	set[ch] = struct{}{}
+}
+
+func (s *Server) unorphan(ch *channel) {
+	if set := s.orphans[ch.responder]; set != nil {
+		delete(set, ch)
+		if len(set) == 0 {
+			delete(s.orphans, ch.responder)
 		}
 	}
 }
@@ -178,6 +199,9 @@ func (s *Server) teardown(ch *channel, reason string) {
 	ch.done = true
 	ch.timer.Stop()
 	delete(s.channels, ch.id)
+	if ch.rconn == nil {
+		s.unorphan(ch)
+	}
 	for _, k := range []identity.PublicKey{ch.initiator, ch.responder} {
 		if s.perKey[k]--; s.perKey[k] <= 0 {
 			delete(s.perKey, k)
@@ -233,14 +257,25 @@ func (s *Server) wake(endpoint string) {
 		s.log.Warn("board: too many push requests in flight; one wake-up dropped")
 		return
 	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.push
+		return
+	}
+	// Added under the lock that Close takes before it waits, so a
+	// timer firing during Close cannot add to a WaitGroup being waited on.
 	s.wg.Add(1)
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
 		defer func() { <-s.push }()
 		ok := false
 		defer func() {
 			if r := recover(); r != nil {
-				s.log.Error("board: the push sender panicked", "panic", r)
+				// Like an error, the panic value may contain the
+				// endpoint: only its type is logged.
+				s.log.Error("board: the push sender panicked", "panic_type", fmt.Sprintf("%T", r))
 			}
 			s.mu.Lock()
 			if ok {

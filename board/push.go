@@ -80,7 +80,7 @@ func (p *HTTPPusher) newClient() *http.Client {
 				return err
 			}
 			a := ap.Addr().Unmap()
-			if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() {
+			if !a.IsGlobalUnicast() || a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || nonPublic(a) {
 				return fmt.Errorf("push endpoint resolves to %s, a non-public address", a)
 			}
 			return nil
@@ -95,4 +95,24 @@ func (p *HTTPPusher) newClient() *http.Client {
 		// to redirect.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// nonPublicPrefixes are ranges netip does not flag but that are not the
+// public internet: carrier-grade NAT, benchmarking, NAT64 and the
+// IPv4-compatible and 6to4 embeddings of private addresses.
+var nonPublicPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("2002::/16"),
+}
+
+func nonPublic(a netip.Addr) bool {
+	for _, p := range nonPublicPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

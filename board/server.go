@@ -154,6 +154,7 @@ type Server struct {
 	mu        sync.Mutex
 	table     *table
 	channels  map[string]*channel
+	orphans   map[identity.PublicKey]map[*channel]struct{} // channels waiting for their responder
 	perKey    map[identity.PublicKey]int
 	replay    *replayCache
 	announce  *buckets
@@ -170,6 +171,17 @@ func New(opts Options) (*Server, error) {
 	if len(opts.Peers) > 0 && opts.PublicURL == "" {
 		return nil, errors.New("board: neighbours need this board's own URL (PublicURL, --public-url) to recognise loops")
 	}
+	// Every value that reaches a message must fit its schema.
+	switch {
+	case opts.Freshness < time.Second || opts.Freshness > 10*time.Minute:
+		return nil, fmt.Errorf("board: Freshness %s is outside 1s..10m", opts.Freshness)
+	case opts.ChannelTTL > 10*time.Minute:
+		return nil, fmt.Errorf("board: ChannelTTL %s is over 10m", opts.ChannelTTL)
+	case opts.MaxFrame < 1024 || opts.MaxFrame > 1<<20:
+		return nil, fmt.Errorf("board: MaxFrame %d is outside 1 KiB..1 MiB", opts.MaxFrame)
+	case len(opts.STUN) > 4 || (len(opts.STUN) == 4 && opts.STUNPort != 0):
+		return nil, errors.New("board: at most 4 STUN servers, counting STUNPort's")
+	}
 	for _, p := range append([]string{opts.PublicURL}, opts.Peers...) {
 		if p != "" && !strings.HasPrefix(p, "ws://") && !strings.HasPrefix(p, "wss://") {
 			return nil, fmt.Errorf("board: %q is not a ws:// or wss:// URL", p)
@@ -180,6 +192,7 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		push:      make(chan struct{}, 32),
 		channels:  map[string]*channel{},
+		orphans:   map[identity.PublicKey]map[*channel]struct{}{},
 		perKey:    map[identity.PublicKey]int{},
 		replay:    newReplayCache(opts.ReplayCacheMax),
 		announce:  newBuckets(opts.AnnounceRate, opts.AnnounceBurst),
@@ -363,6 +376,12 @@ func (s *Server) handle(c *conn, raw []byte) {
 	from := wire.FromClient
 	if c.isPeer() || head.Kind == wire.KindPeerHello {
 		from = wire.FromPeer
+		if head.Kind == wire.KindHello {
+			// The greeting the neighbour sends every new connection,
+			// including the link this board dialled: nothing to do, and
+			// not a dropped record.
+			return
+		}
 	}
 	env, err := wire.Parse(raw, from)
 	if err != nil {

@@ -240,6 +240,7 @@ func (c *Client) dispatch(env *wire.Envelope) {
 			if w := c.waiting[k]; w != nil {
 				select {
 				case w <- env:
+					c.holdInbox(env)
 				default:
 				}
 			}
@@ -247,6 +248,7 @@ func (c *Client) dispatch(env *wire.Envelope) {
 		}
 		select {
 		case c.matches <- env:
+			c.holdInbox(env)
 		default:
 			c.log.Warn("board: too many matches waiting; one dropped")
 		}
@@ -262,6 +264,16 @@ func (c *Client) dispatch(env *wire.Envelope) {
 			c.presence = ""
 			c.log.Info("board: our presence was evicted; it is re-announced at the next refresh")
 		}
+	}
+}
+
+// holdInbox opens a match's inbox as soon as the match is queued, so
+// frames the board sends right behind it (a held KEY offer, an early
+// channel_closed) are kept until Connect or Accept takes the match up.
+// The caller holds c.mu.
+func (c *Client) holdInbox(env *wire.Envelope) {
+	if env.Kind == wire.KindMatch && c.inboxes[env.MatchID] == nil {
+		c.inboxes[env.MatchID] = make(chan *wire.Envelope, 8)
 	}
 }
 

@@ -39,7 +39,6 @@ type Session struct {
 	rest []byte
 	eof  bool
 
-	dcClosed  chan struct{}
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -56,15 +55,30 @@ func (s *Session) Close() error {
 	s.closeOnce.Do(func() {
 		if s.Conn != nil {
 			s.Conn.Close()
-			select {
-			case <-s.dcClosed:
-			case <-time.After(closeGrace):
-			}
+			s.waitDelivered()
 		}
 		s.closeErr = s.PC.Close()
 	})
 	return s.closeErr
 }
+
+// waitDelivered waits, at most closeGrace, until the peer has
+// acknowledged everything sent (SCTP releases buffered bytes on SACK),
+// and then briefly for the stream reset that follows them. pion does not
+// report the close of a detached data channel, so this is what shows the
+// peer can read to EOF.
+func (s *Session) waitDelivered() {
+	deadline := time.Now().Add(closeGrace)
+	for s.DC.BufferedAmount() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if left := time.Until(deadline); left > 0 {
+		time.Sleep(min(left, resetGrace))
+	}
+}
+
+// resetGrace is the time given to the stream reset after the data.
+const resetGrace = 50 * time.Millisecond
 
 // match is one channel in progress.
 type match struct {
@@ -76,11 +90,16 @@ type match struct {
 	peerT [32]byte // the peer's verified transport key
 }
 
+// openInbox returns the match's inbox, held since the match arrived
+// (see holdInbox).
 func (c *Client) openInbox(id string) chan *wire.Envelope {
-	in := make(chan *wire.Envelope, 8)
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inboxes[id]; in != nil {
+		return in
+	}
+	in := make(chan *wire.Envelope, 8)
 	c.inboxes[id] = in
-	c.mu.Unlock()
 	return in
 }
 
@@ -109,6 +128,17 @@ func (c *Client) Connect(ctx context.Context, peer identity.PublicKey) (*Session
 		c.mu.Lock()
 		delete(c.waiting, peer)
 		c.mu.Unlock()
+		// Matches queued but not taken up leave no inbox behind.
+		for drained := false; !drained; {
+			select {
+			case env := <-w:
+				if env.Kind == wire.KindMatch {
+					c.closeInbox(env.MatchID)
+				}
+			default:
+				drained = true
+			}
+		}
 	}()
 	in, err := wire.NewIntent(c.opts.Identity, peer, c.opts.Now())
 	if err != nil {
@@ -172,10 +202,12 @@ func (c *Client) Accept(ctx context.Context) (*Session, error) {
 			}
 			peer, err := wire.DecodeKey(env.CounterpartyKey)
 			if err != nil {
+				c.closeInbox(env.MatchID)
 				continue
 			}
 			if c.opts.Authorize != nil {
 				if err := c.opts.Authorize(peer); err != nil {
+					c.closeInbox(env.MatchID)
 					c.log.Info("board: ignored a match from an initiator we do not answer")
 					continue
 				}
@@ -524,14 +556,11 @@ func (c *Client) waitOpen(ctx context.Context, pc *webrtc.PeerConnection, opened
 	})
 	select {
 	case dc := <-opened:
-		closed := make(chan struct{})
-		var once sync.Once
-		dc.OnClose(func() { once.Do(func() { close(closed) }) })
 		raw, err := dc.Detach()
 		if err != nil {
 			return nil, fmt.Errorf("board: WebRTC: %w", err)
 		}
-		return &Session{PC: pc, DC: dc, Conn: raw, dcClosed: closed}, nil
+		return &Session{PC: pc, DC: dc, Conn: raw}, nil
 	case <-failed:
 		return nil, errors.New("board: the direct connection failed (ICE found no working path; try a TURN server)")
 	case <-ctx.Done():
