@@ -80,9 +80,3 @@ func (b *buckets) allow(k identity.PublicKey, now time.Time) bool {
 	}
 	return l.AllowN(now, 1)
 }
-
-// peek reports whether k has a token without spending it.
-func (b *buckets) peek(k identity.PublicKey, now time.Time) bool {
-	l := b.m[k]
-	return l == nil || l.TokensAt(now) >= 1
-}

@@ -24,7 +24,11 @@ const hostIP = "127.0.0.42"
 func loopbackOnly(se *webrtc.SettingEngine) {
 	se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
 	se.SetIncludeLoopbackCandidate(true)
-	se.SetNAT1To1IPs([]string{hostIP}, webrtc.ICECandidateTypeHost)
+	if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+		External: []string{hostIP}, AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace,
+	}); err != nil {
+		panic(err)
+	}
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 }
 
