@@ -66,6 +66,19 @@ func (c *conn) send(b []byte) {
 	}
 }
 
+// sendBye queues the end of the connection after what is already
+// queued; the caller holds s.mu.
+func (c *conn) sendBye() {
+	if c.done {
+		return
+	}
+	select {
+	case c.out <- nil:
+	default:
+		c.shut()
+	}
+}
+
 // shut ends the connection; the caller holds s.mu.
 func (c *conn) shut() {
 	if !c.done {
@@ -81,6 +94,14 @@ func (c *conn) writeLoop() {
 			c.ws.CloseNow()
 			return
 		case b := <-c.out:
+			if b == nil { // sendBye
+				ctx, cancel := context.WithTimeout(context.Background(), byeGrace)
+				go func() { <-ctx.Done(); c.ws.CloseNow() }()
+				c.ws.Close(websocket.StatusGoingAway, "board shutting down")
+				cancel()
+				c.cancel()
+				return
+			}
 			ctx, cancel := context.WithTimeout(c.ctx, 10*time.Second)
 			err := c.ws.Write(ctx, websocket.MessageText, b)
 			cancel()

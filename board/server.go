@@ -148,8 +148,11 @@ type Server struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	push   chan struct{} // bounds concurrent push requests
+	wg     sync.WaitGroup // peer links and pushes
+	// live counts connections' read and write loops; Close waits for
+	// them to drain and unregister.
+	live sync.WaitGroup
+	push chan struct{} // bounds concurrent push requests
 
 	mu        sync.Mutex
 	table     *table
@@ -222,18 +225,27 @@ func (s *Server) Close() error {
 	for _, ch := range s.channels {
 		s.teardown(ch, "shutdown")
 	}
-	conns := make([]*conn, 0, len(s.conns))
+	// Every connection gets what was queued for it (the channel_closed
+	// "shutdown" messages) and then a close with StatusGoingAway; those
+	// that do not drain within byeGrace are cut.
 	for c := range s.conns {
-		conns = append(conns, c)
+		c.sendBye()
 	}
 	s.mu.Unlock()
-	s.cancel()
-	for _, c := range conns {
-		c.ws.Close(websocket.StatusGoingAway, "board shutting down")
+	flushed := make(chan struct{})
+	go func() { s.live.Wait(); close(flushed) }()
+	select {
+	case <-flushed:
+	case <-time.After(byeGrace):
 	}
+	s.cancel()
 	s.wg.Wait()
+	<-flushed
 	return nil
 }
+
+// byeGrace bounds how long Close waits for connections to drain.
+const byeGrace = 2 * time.Second
 
 // capacity is how many entries the memory budget allows.
 func (s *Server) capacity() int {
@@ -296,14 +308,17 @@ func (s *Server) serveConn(ws *websocket.Conn, peerURL, host string) {
 	} else {
 		c.send(s.hello(host))
 	}
+	// Both loops count in s.live, added under the lock Close takes
+	// before it waits.
+	s.live.Add(2)
 	s.mu.Unlock()
-	s.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer s.live.Done()
 		c.writeLoop()
 	}()
 	c.readLoop()
 	s.unregister(c)
+	s.live.Done()
 }
 
 func (s *Server) hello(host string) []byte {

@@ -381,11 +381,10 @@ func TestCloseShutsDown(t *testing.T) {
 	shutdownOnly := func(e *wire.Envelope) bool {
 		return e.Kind == wire.KindChannelClosed && e.Reason == "shutdown" && e.MatchID == p.id
 	}
-	// The board means to say goodbye (channel_closed "shutdown",
-	// close status 1001), but it cancels every connection at once, so
-	// a client may see the TCP connection end instead (-1).
+	// The board says goodbye: what was queued (channel_closed
+	// "shutdown"), then close status 1001.
 	for _, c := range []*rawClient{p.ic, p.rc, idle} {
-		c.expectClosed(shutdownOnly, websocket.StatusGoingAway, -1)
+		c.expectClosed(shutdownOnly, websocket.StatusGoingAway)
 	}
 	if err := b.srv.Close(); err != nil {
 		t.Fatal(err)
