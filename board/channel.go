@@ -3,7 +3,6 @@ package board
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -50,7 +49,7 @@ func (s *Server) openChannel(c *conn, initiator identity.PublicKey, p *entry) {
 		ch.rconn.channels[ch] = struct{}{}
 		s.announceMatch(ch, ch.rconn, wire.RoleResponder, ch.initiator)
 	} else {
-		s.orphan(ch)
+		s.orphans.add(ch.responder, ch)
 	}
 }
 
@@ -76,25 +75,6 @@ func (s *Server) attachResponder(c *conn, key identity.PublicKey) {
 	delete(s.orphans, key)
 }
 
-// orphan records that ch waits for its responder to connect.
-func (s *Server) orphan(ch *channel) {
-	set := s.orphans[ch.responder]
-	if set == nil {
-		set = map[*channel]struct{}{}
-		s.orphans[ch.responder] = set
-	}
-	set[ch] = struct{}{}
-}
-
-func (s *Server) unorphan(ch *channel) {
-	if set := s.orphans[ch.responder]; set != nil {
-		delete(set, ch)
-		if len(set) == 0 {
-			delete(s.orphans, ch.responder)
-		}
-	}
-}
-
 // handleRelay passes a frame to the other participant after checking
 // that it comes from a participant, in its turn, signed by its sender.
 func (s *Server) handleRelay(c *conn, env *wire.Envelope) {
@@ -114,18 +94,8 @@ func (s *Server) handleRelay(c *conn, env *wire.Envelope) {
 		s.rejectLocked(c, env.Req, code, why)
 		return
 	}
-	if err := wire.VerifyRaw(env.Blob, from); err != nil {
-		s.rejectLocked(c, env.Req, "bad_signature", err.Error())
-		return
-	}
-	if _, err := wire.CheckFresh(f.Timestamp, s.opts.Now(), s.opts.Freshness, s.opts.FutureSkew); err != nil {
-		code := "stale"
-		if errors.Is(err, wire.ErrFuture) {
-			code = "future"
-		} else if !errors.Is(err, wire.ErrStale) {
-			code = "bad_message"
-		}
-		s.rejectLocked(c, env.Req, code, err.Error())
+	if _, code, why := s.checkSigned(env.Blob, from, f.Timestamp); code != "" {
+		s.rejectLocked(c, env.Req, code, why)
 		return
 	}
 
@@ -200,7 +170,7 @@ func (s *Server) teardown(ch *channel, reason string) {
 	ch.timer.Stop()
 	delete(s.channels, ch.id)
 	if ch.rconn == nil {
-		s.unorphan(ch)
+		s.orphans.remove(ch.responder, ch)
 	}
 	for _, k := range []identity.PublicKey{ch.initiator, ch.responder} {
 		if s.perKey[k]--; s.perKey[k] <= 0 {

@@ -157,7 +157,7 @@ type Server struct {
 	mu        sync.Mutex
 	table     *table
 	channels  map[string]*channel
-	orphans   map[identity.PublicKey]map[*channel]struct{} // channels waiting for their responder
+	orphans   keySets[*channel] // channels waiting for their responder
 	perKey    map[identity.PublicKey]int
 	replay    *replayCache
 	announce  *buckets
@@ -195,7 +195,7 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		push:      make(chan struct{}, 32),
 		channels:  map[string]*channel{},
-		orphans:   map[identity.PublicKey]map[*channel]struct{}{},
+		orphans:   keySets[*channel]{},
 		perKey:    map[identity.PublicKey]int{},
 		replay:    newReplayCache(opts.ReplayCacheMax),
 		announce:  newBuckets(opts.AnnounceRate, opts.AnnounceBurst),
@@ -447,24 +447,31 @@ func trim(s string) string {
 	return s
 }
 
-// checkRecord verifies what every presence and intent needs: the
-// signature by its own key, the time, and the admission hook. It runs
-// without the lock; signatures are the expensive part.
-func (s *Server) checkRecord(c *conn, env *wire.Envelope, key identity.PublicKey, ts, sig string) (time.Time, bool) {
-	if err := wire.VerifyRaw(env.Record, key); err != nil {
-		s.rejectLocked(c, env.Req, "bad_signature", err.Error())
-		return time.Time{}, false
+// checkSigned checks a signed record or frame: its signature by key
+// and its timestamp. It returns the rejection code and reason, or "".
+func (s *Server) checkSigned(raw []byte, key identity.PublicKey, ts string) (time.Time, string, string) {
+	if err := wire.VerifyRaw(raw, key); err != nil {
+		return time.Time{}, "bad_signature", err.Error()
 	}
 	at, err := wire.CheckFresh(ts, s.opts.Now(), s.opts.Freshness, s.opts.FutureSkew)
 	switch {
 	case errors.Is(err, wire.ErrStale):
-		s.rejectLocked(c, env.Req, "stale", err.Error())
-		return at, false
+		return at, "stale", err.Error()
 	case errors.Is(err, wire.ErrFuture):
-		s.rejectLocked(c, env.Req, "future", err.Error())
-		return at, false
+		return at, "future", err.Error()
 	case err != nil:
-		s.rejectLocked(c, env.Req, "bad_message", err.Error())
+		return at, "bad_message", err.Error()
+	}
+	return at, "", ""
+}
+
+// checkRecord verifies what every presence and intent needs: the
+// signature by its own key, the time, and the admission hook. It runs
+// without the lock; signatures are the expensive part.
+func (s *Server) checkRecord(c *conn, env *wire.Envelope, key identity.PublicKey, ts, sig string) (time.Time, bool) {
+	at, code, why := s.checkSigned(env.Record, key, ts)
+	if code != "" {
+		s.rejectLocked(c, env.Req, code, why)
 		return at, false
 	}
 	if s.opts.Admission != nil {

@@ -59,7 +59,7 @@ type entry struct {
 type table struct {
 	fifo      *list.List
 	presence  map[identity.PublicKey]*entry
-	intents   map[identity.PublicKey]map[*entry]struct{}
+	intents   keySets[*entry]
 	onRemoved func(e *entry, why removal)
 	seq       uint64
 }
@@ -68,7 +68,7 @@ func newTable(onRemoved func(*entry, removal)) *table {
 	return &table{
 		fifo:      list.New(),
 		presence:  map[identity.PublicKey]*entry{},
-		intents:   map[identity.PublicKey]map[*entry]struct{}{},
+		intents:   keySets[*entry]{},
 		onRemoved: onRemoved,
 	}
 }
@@ -85,12 +85,7 @@ func (t *table) add(e *entry, capacity int) {
 		}
 		t.presence[e.key] = e
 	} else {
-		set := t.intents[e.target]
-		if set == nil {
-			set = map[*entry]struct{}{}
-			t.intents[e.target] = set
-		}
-		set[e] = struct{}{}
+		t.intents.add(e.target, e)
 	}
 	t.seq++
 	e.seq = t.seq
@@ -111,11 +106,8 @@ func (t *table) remove(e *entry, why removal) {
 		if t.presence[e.key] == e {
 			delete(t.presence, e.key)
 		}
-	} else if set := t.intents[e.target]; set != nil {
-		delete(set, e)
-		if len(set) == 0 {
-			delete(t.intents, e.target)
-		}
+	} else {
+		t.intents.remove(e.target, e)
 	}
 	if t.onRemoved != nil {
 		t.onRemoved(e, why)
@@ -134,4 +126,27 @@ func (t *table) intentsFor(target identity.PublicKey) []*entry {
 	}
 	slices.SortFunc(out, func(a, b *entry) int { return cmp.Compare(a.seq, b.seq) })
 	return out
+}
+
+// keySets indexes sets of values by identity key: the intents waiting
+// for a target, the channels waiting for a responder. An empty set is
+// deleted, so the map holds only keys with something waiting.
+type keySets[V comparable] map[identity.PublicKey]map[V]struct{}
+
+func (m keySets[V]) add(k identity.PublicKey, v V) {
+	set := m[k]
+	if set == nil {
+		set = map[V]struct{}{}
+		m[k] = set
+	}
+	set[v] = struct{}{}
+}
+
+func (m keySets[V]) remove(k identity.PublicKey, v V) {
+	if set := m[k]; set != nil {
+		delete(set, v)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
 }
