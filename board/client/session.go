@@ -346,126 +346,140 @@ func (m *match) sealSDP(sdp, sdpType string) ([]byte, error) {
 	return seal.Seal(m.peerT, pt)
 }
 
+// receiveKey waits for the peer's KEY frame of kind and verifies the
+// binding in it; only then does this side know what to seal to.
+func (m *match) receiveKey(ctx context.Context, kind string) error {
+	f, err := m.receive(ctx, kind, wire.PhaseKey)
+	if err != nil {
+		return err
+	}
+	return m.checkBinding(f)
+}
+
+// sendKey sends this device's bound transport key as a KEY frame.
+func (m *match) sendKey(ctx context.Context, kind string) error {
+	b := m.c.binding
+	if err := m.send(ctx, kind, wire.PhaseKey, &b, nil); err != nil {
+		return fmt.Errorf("board: sending our transport key: %w", err)
+	}
+	return nil
+}
+
+// sendSDP makes the local offer or answer (kind), filters and seals it
+// to the peer's verified transport key, and sends it.
+func (m *match) sendSDP(ctx context.Context, pc *webrtc.PeerConnection, kind string) error {
+	sdp, err := m.c.localSDP(ctx, pc, kind == wire.FrameOffer)
+	if err != nil {
+		return err
+	}
+	box, err := m.sealSDP(sdp, kind)
+	if err != nil {
+		return err
+	}
+	if err := m.send(ctx, kind, wire.PhaseSignaling, nil, box); err != nil {
+		return fmt.Errorf("board: sending the sealed %s: %w", kind, err)
+	}
+	return nil
+}
+
+// receiveSDP waits for the peer's sealed offer or answer (kind) and
+// opens it.
+func (m *match) receiveSDP(ctx context.Context, kind string) (string, error) {
+	f, err := m.receive(ctx, kind, wire.PhaseSignaling)
+	if err != nil {
+		return "", err
+	}
+	return m.openSealed(f, kind)
+}
+
+// applySDP sets the peer's offer or answer (kind) on pc.
+func applySDP(pc *webrtc.PeerConnection, kind, sdp string) error {
+	typ := webrtc.SDPTypeAnswer
+	if kind == wire.FrameOffer {
+		typ = webrtc.SDPTypeOffer
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: sdp}); err != nil {
+		return fmt.Errorf("%w: the peer's %s: %v", ErrPeerCheck, kind, err)
+	}
+	return nil
+}
+
 func (m *match) runInitiator(ctx context.Context) (*Session, error) {
 	// KEY phase: ours first, then verify theirs before sealing anything.
-	b := m.c.binding
-	if err := m.send(ctx, wire.FrameOffer, wire.PhaseKey, &b, nil); err != nil {
-		return nil, fmt.Errorf("board: sending our transport key: %w", err)
-	}
-	f, err := m.receive(ctx, wire.FrameAnswer, wire.PhaseKey)
-	if err != nil {
+	if err := m.sendKey(ctx, wire.FrameOffer); err != nil {
 		return nil, err
 	}
-	if err := m.checkBinding(f); err != nil {
+	if err := m.receiveKey(ctx, wire.FrameAnswer); err != nil {
 		return nil, err
 	}
 	// SIGNALING phase.
-	pc, err := m.c.newPeerConnection()
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			pc.Close()
+	return m.signal(ctx, func(pc *webrtc.PeerConnection, opened chan *webrtc.DataChannel) (string, error) {
+		dc, err := pc.CreateDataChannel("keyhole", nil)
+		if err != nil {
+			return "", err
 		}
-	}()
-	opened := make(chan *webrtc.DataChannel, 1)
-	dc, err := pc.CreateDataChannel("keyhole", nil)
-	if err != nil {
-		return nil, err
-	}
-	dc.OnOpen(func() { opened <- dc })
-	sdp, err := m.c.localSDP(ctx, pc, true)
-	if err != nil {
-		return nil, err
-	}
-	box, err := m.sealSDP(sdp, "offer")
-	if err != nil {
-		return nil, err
-	}
-	if err := m.send(ctx, wire.FrameOffer, wire.PhaseSignaling, nil, box); err != nil {
-		return nil, fmt.Errorf("board: sending the sealed offer: %w", err)
-	}
-	f, err = m.receive(ctx, wire.FrameAnswer, wire.PhaseSignaling)
-	if err != nil {
-		return nil, err
-	}
-	remote, err := m.openSealed(f, "answer")
-	if err != nil {
-		return nil, err
-	}
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: remote}); err != nil {
-		return nil, fmt.Errorf("%w: the peer's answer: %v", ErrPeerCheck, err)
-	}
-	s, err := m.c.waitOpen(ctx, pc, opened)
-	if err != nil {
-		return nil, err
-	}
-	s.Peer, s.RemoteSDP = m.peer, remote
-	ok = true
-	return s, nil
+		dc.OnOpen(func() { opened <- dc })
+		if err := m.sendSDP(ctx, pc, wire.FrameOffer); err != nil {
+			return "", err
+		}
+		remote, err := m.receiveSDP(ctx, wire.FrameAnswer)
+		if err != nil {
+			return "", err
+		}
+		return remote, applySDP(pc, wire.FrameAnswer, remote)
+	})
 }
 
 func (m *match) runResponder(ctx context.Context) (*Session, error) {
-	f, err := m.receive(ctx, wire.FrameOffer, wire.PhaseKey)
+	// KEY phase: verify theirs before revealing ours.
+	if err := m.receiveKey(ctx, wire.FrameOffer); err != nil {
+		return nil, err
+	}
+	if err := m.sendKey(ctx, wire.FrameAnswer); err != nil {
+		return nil, err
+	}
+	// SIGNALING phase. The offer is opened before a peer connection
+	// exists, so a bad box costs no sockets.
+	remote, err := m.receiveSDP(ctx, wire.FrameOffer)
 	if err != nil {
 		return nil, err
 	}
-	if err := m.checkBinding(f); err != nil {
-		return nil, err
-	}
-	b := m.c.binding
-	if err := m.send(ctx, wire.FrameAnswer, wire.PhaseKey, &b, nil); err != nil {
-		return nil, fmt.Errorf("board: sending our transport key: %w", err)
-	}
-	f, err = m.receive(ctx, wire.FrameOffer, wire.PhaseSignaling)
-	if err != nil {
-		return nil, err
-	}
-	remote, err := m.openSealed(f, "offer")
-	if err != nil {
-		return nil, err
-	}
+	return m.signal(ctx, func(pc *webrtc.PeerConnection, opened chan *webrtc.DataChannel) (string, error) {
+		pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+			dc.OnOpen(func() {
+				select {
+				case opened <- dc:
+				default:
+				}
+			})
+		})
+		if err := applySDP(pc, wire.FrameOffer, remote); err != nil {
+			return "", err
+		}
+		return remote, m.sendSDP(ctx, pc, wire.FrameAnswer)
+	})
+}
+
+// signal runs one side's SIGNALING exchange (exchange) on a fresh peer
+// connection and waits for the data channel to open; the peer
+// connection is closed unless a session comes out of it.
+func (m *match) signal(ctx context.Context, exchange func(*webrtc.PeerConnection, chan *webrtc.DataChannel) (string, error)) (*Session, error) {
 	pc, err := m.c.newPeerConnection()
 	if err != nil {
 		return nil, err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			pc.Close()
-		}
-	}()
 	opened := make(chan *webrtc.DataChannel, 1)
-	pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-		dc.OnOpen(func() {
-			select {
-			case opened <- dc:
-			default:
-			}
-		})
-	})
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: remote}); err != nil {
-		return nil, fmt.Errorf("%w: the peer's offer: %v", ErrPeerCheck, err)
-	}
-	sdp, err := m.c.localSDP(ctx, pc, false)
+	remote, err := exchange(pc, opened)
 	if err != nil {
+		pc.Close()
 		return nil, err
-	}
-	box, err := m.sealSDP(sdp, "answer")
-	if err != nil {
-		return nil, err
-	}
-	if err := m.send(ctx, wire.FrameAnswer, wire.PhaseSignaling, nil, box); err != nil {
-		return nil, fmt.Errorf("board: sending the sealed answer: %w", err)
 	}
 	s, err := m.c.waitOpen(ctx, pc, opened)
 	if err != nil {
+		pc.Close()
 		return nil, err
 	}
 	s.Peer, s.RemoteSDP = m.peer, remote
-	ok = true
 	return s, nil
 }
 
