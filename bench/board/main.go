@@ -60,6 +60,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/keyhole-p2p/keyhole/bench/internal/measure"
 	"io"
 	"math"
 	mrand "math/rand/v2"
@@ -490,24 +491,7 @@ func takeSnapshot() snapshot {
 	debug.FreeOSMemory() // a second GC, and freed pages go back so RSS means live
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return snapshot{HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, RSS: rssBytes(), Goroutines: runtime.NumGoroutine()}
-}
-
-// rssBytes is VmRSS from /proc/self/status (0 where there is none).
-func rssBytes() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return snapshot{HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Sys: ms.Sys, RSS: measure.RSS(), Goroutines: runtime.NumGoroutine()}
 }
 
 // machineCPU is the whole machine's busy and idle CPU time in seconds
@@ -1466,7 +1450,7 @@ func verifyBench(d time.Duration) ([]opResult, error) {
 	}
 	out := make([]opResult, len(ops))
 	for i, o := range ops {
-		out[i] = opResult{o.name, pctDur(turns[i], .5)}
+		out[i] = opResult{o.name, measure.Percentile(turns[i], .5)}
 	}
 	return out, nil
 }
@@ -1491,27 +1475,6 @@ func loadAvg() string {
 		return f[0]
 	}
 	return "?"
-}
-
-func pctDur(xs []time.Duration, q float64) time.Duration {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(math.Ceil(float64(len(s))*q)) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
-	case d < time.Second:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	}
 }
 
 func fmtBytes(b float64) string {
@@ -1622,7 +1585,7 @@ func (r *report) print(w io.Writer) {
 				bound = " (time bound)"
 			}
 			fmt.Fprintf(w, "| %s | %d | %d / %d%s | %d | %.2f s | %.0f | %s | %s | %s | %s | %s | %s |\n", p.name, p.inflight, len(p.lat), p.planned, bound, p.failed,
-				p.elapsed.Seconds(), p.rate(), fmtDur(pctDur(lm, .5)), fmtDur(pctDur(lm, .99)), fmtDur(pctDur(le, .5)), fmtDur(pctDur(le, .99)), fmtDur(pctDur(lt, .5)), fmtDur(pctDur(lt, .99)))
+				p.elapsed.Seconds(), p.rate(), measure.Duration(measure.Percentile(lm, .5)), measure.Duration(measure.Percentile(lm, .99)), measure.Duration(measure.Percentile(le, .5)), measure.Duration(measure.Percentile(le, .99)), measure.Duration(measure.Percentile(lt, .5)), measure.Duration(measure.Percentile(lt, .99)))
 			if p.firstErr != "" {
 				fmt.Fprintf(w, "\nfirst failure (%s): %s\n", p.name, p.firstErr)
 			}

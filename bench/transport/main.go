@@ -36,7 +36,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -47,6 +46,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/keyhole-p2p/keyhole/bench/internal/measure"
 	"io"
 	"math/big"
 	"net"
@@ -1114,24 +1114,7 @@ func takeSnapshot() snapshot {
 	debug.FreeOSMemory() // a GC, and freed pages go back so RSS means live
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return snapshot{heapInuse: ms.HeapInuse, heapAlloc: ms.HeapAlloc, rss: rssBytes(), goroutines: runtime.NumGoroutine()}
-}
-
-// rssBytes is VmRSS from /proc/self/status (0 where there is none).
-func rssBytes() uint64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, _ := strconv.ParseUint(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return snapshot{heapInuse: ms.HeapInuse, heapAlloc: ms.HeapAlloc, rss: measure.RSS(), goroutines: runtime.NumGoroutine()}
 }
 
 // connector makes one connection with a completed round trip and returns
@@ -1372,25 +1355,6 @@ func median(xs []float64) float64 {
 }
 
 // pct is the nearest-rank percentile of sorted durations.
-func pct(sorted []time.Duration, q float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(float64(len(sorted))*q+0.999999) - 1
-	return sorted[max(0, min(i, len(sorted)-1))]
-}
-
-func fmtDur(d time.Duration) string {
-	switch {
-	case d < time.Millisecond:
-		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
-	case d < time.Second:
-		return fmt.Sprintf("%.2f ms", float64(d)/1e6)
-	default:
-		return fmt.Sprintf("%.2f s", d.Seconds())
-	}
-}
-
 func fmtBytes(b float64) string {
 	switch {
 	case b >= 1<<20 || b <= -(1<<20):
@@ -1454,7 +1418,7 @@ func report(w io.Writer, cfg config, bulk []bulkResult, setups, opens []openResu
 	for _, o := range setups {
 		s := slices.Clone(o.lat)
 		slices.Sort(s)
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", o.transport, o.impl, fmtDur(pct(s, 0.5)), fmtDur(s[len(s)-1]))
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", o.transport, o.impl, measure.Duration(measure.Percentile(s, 0.5)), measure.Duration(s[len(s)-1]))
 	}
 
 	fmt.Fprintf(w, "\nStream-open latency: %d streams opened at once on one warm connection, each timed from OpenStream to its first echoed byte:\n\n", cfg.streams)
@@ -1463,7 +1427,7 @@ func report(w io.Writer, cfg config, bulk []bulkResult, setups, opens []openResu
 	for _, o := range opens {
 		s := slices.Clone(o.lat)
 		slices.Sort(s)
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", o.transport, o.impl, fmtDur(pct(s, 0.5)), fmtDur(pct(s, 0.95)), fmtDur(s[len(s)-1]), fmtDur(o.all))
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", o.transport, o.impl, measure.Duration(measure.Percentile(s, 0.5)), measure.Duration(measure.Percentile(s, 0.95)), measure.Duration(s[len(s)-1]), measure.Duration(o.all))
 	}
 
 	fmt.Fprintln(w, "\nMemory per idle connection (after one stream round trip; listener and dialers in one process, so both ends are counted; each case in a fresh child process):")
