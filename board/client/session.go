@@ -609,6 +609,16 @@ func (s *Session) CloseWrite() error {
 	return err
 }
 
+// Echo sends back everything the peer sends until its CloseWrite, then
+// finishes this side too: the echo service of 'keyhole board wait
+// --echo' and the demo.
+func (s *Session) Echo() error {
+	if _, err := io.Copy(s, s); err != nil {
+		return err
+	}
+	return s.CloseWrite()
+}
+
 // Read reads the peer's byte stream; it returns io.EOF after the peer's
 // CloseWrite or when the channel closes.
 func (s *Session) Read(p []byte) (int, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -229,10 +228,7 @@ func newBoardWaitCmd(e *env, g *globals) *cobra.Command {
 				}
 				go func() {
 					defer s.Close()
-					if _, err := io.Copy(s, s); err == nil {
-						s.CloseWrite()
-						io.Copy(io.Discard, s) // until the peer closes
-					}
+					s.Echo()
 				}()
 			}
 		},

@@ -296,11 +296,7 @@ func demoRendezvous(ctx context.Context, w io.Writer, b *board.Server, boardURL 
 			return
 		}
 		defer s.Close()
-		if _, err := io.Copy(s, s); err != nil {
-			served <- err
-			return
-		}
-		served <- s.CloseWrite()
+		served <- s.Echo()
 	}()
 	mine, err := client.Dial(ctx, boardURL, client.Options{Identity: me, WebRTC: loopback})
 	if err != nil {
