@@ -155,16 +155,22 @@ func (f *rendezvousFlags) dial(ctx context.Context, e *env, key *identity.Privat
 		opts.ICEServers = []webrtc.ICEServer{{URLs: f.turn, Username: f.turnUser, Credential: pass}}
 	}
 	if len(f.ifaces) > 0 {
-		ifaces := map[string]bool{}
-		for _, i := range f.ifaces {
-			ifaces[i] = true
-		}
-		opts.WebRTC = func(se *webrtc.SettingEngine) {
-			se.SetInterfaceFilter(func(name string) bool { return ifaces[name] })
-			se.SetIncludeLoopbackCandidate(ifaces["lo"])
-		}
+		opts.WebRTC = onlyInterfaces(f.ifaces)
 	}
 	return client.Dial(ctx, f.board, opts)
+}
+
+// onlyInterfaces keeps WebRTC's candidates on the named interfaces
+// (loopback included when "lo" is named).
+func onlyInterfaces(names []string) func(*webrtc.SettingEngine) {
+	ifaces := map[string]bool{}
+	for _, n := range names {
+		ifaces[n] = true
+	}
+	return func(se *webrtc.SettingEngine) {
+		se.SetInterfaceFilter(func(name string) bool { return ifaces[name] })
+		se.SetIncludeLoopbackCandidate(ifaces["lo"])
+	}
 }
 
 func newBoardWaitCmd(e *env, g *globals) *cobra.Command {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"github.com/keyhole-p2p/keyhole/board"
 	"github.com/keyhole-p2p/keyhole/board/client"
-	"github.com/pion/webrtc/v4"
 	"io"
 	"net"
 	"net/http"
@@ -279,10 +278,7 @@ func demoRendezvous(ctx context.Context, w io.Writer, b *board.Server, boardURL 
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// Candidates stay on loopback: the demo touches nothing else.
-	loopback := func(se *webrtc.SettingEngine) {
-		se.SetInterfaceFilter(func(name string) bool { return name == "lo" })
-		se.SetIncludeLoopbackCandidate(true)
-	}
+	loopback := onlyInterfaces([]string{"lo"})
 	dev, err := client.Dial(ctx, boardURL, client.Options{Identity: device, WebRTC: loopback})
 	if err != nil {
 		return err
