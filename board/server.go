@@ -408,11 +408,7 @@ func (s *Server) handle(c *conn, raw []byte) {
 			s.mu.Unlock()
 			return
 		}
-		req := head.Req
-		if len(req) > 32 {
-			req = ""
-		}
-		s.rejectLocked(c, validReq(req), "bad_message", trim(err.Error()))
+		s.rejectLocked(c, validReq(head.Req), "bad_message", trim(err.Error()))
 		return
 	}
 	switch env.Kind {
@@ -432,10 +428,8 @@ func (s *Server) handle(c *conn, raw []byte) {
 // validReq echoes a req only if it is one the schema would allow, so a
 // rejection never reflects arbitrary bytes.
 func validReq(req string) string {
-	for _, r := range req {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return ""
-		}
+	if wire.SchemaFor("req").ValidateValue(req) != nil {
+		return ""
 	}
 	return req
 }
