@@ -40,26 +40,25 @@ type Schema struct {
 func (s *Schema) Name() string { return s.name }
 
 type node struct {
-	types       []string
-	props       map[string]*node
-	required    []string
-	closed      bool
-	pattern     *regexp.Regexp
-	minLen      *int
-	maxLen      *int
-	enum        []any
-	constVal    any
-	hasConst    bool
-	items       *node
-	minItems    *int
-	maxItems    *int
-	unique      bool
-	minimum     *float64
-	maximum     *float64
-	oneOf       []*node
-	ref         string
-	defs        map[string]*node
-	description string
+	types    []string
+	props    map[string]*node
+	required []string
+	closed   bool
+	pattern  *regexp.Regexp
+	minLen   *int
+	maxLen   *int
+	enum     []any
+	constVal any
+	hasConst bool
+	items    *node
+	minItems *int
+	maxItems *int
+	unique   bool
+	minimum  *float64
+	maximum  *float64
+	oneOf    []*node
+	ref      string
+	defs     map[string]*node
 }
 
 var knownKeywords = map[string]bool{
@@ -205,8 +204,6 @@ func compile(doc map[string]any, at string) (*node, error) {
 			if n.ref == v.(string) {
 				return nil, fmt.Errorf("%s: only #/$defs/ references are supported", at)
 			}
-		case "description":
-			n.description, _ = v.(string)
 		}
 	}
 	return n, nil
