@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
-	"strings"
+
+	"github.com/keyhole-p2p/keyhole/internal/negotiate"
 )
 
 // serveStatus reports the board's counts: JSON for clients that ask for
@@ -18,7 +19,7 @@ func (s *Server) serveStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	st := s.Stats()
 	w.Header().Set("Cache-Control", "no-store")
-	if r.URL.Query().Get("format") == "json" || strings.Contains(r.Header.Get("Accept"), "application/json") {
+	if negotiate.WantsJSON(r) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(st)
 		return

@@ -130,14 +130,25 @@ type liar struct {
 }
 
 func startLiar(t *testing.T, key identity.PublicKey, reply func(q krpc.Msg) krpc.Msg) *liar {
+	return startLiarNear(t, bep44.MakeMutableTarget(key, nil), reply)
+}
+
+// startLiarNear starts a liar whose ID is right next to target: it is
+// then among the nodes every lookup for target asks first.
+func startLiarNear(t *testing.T, target bep44.Target, reply func(q krpc.Msg) krpc.Msg) *liar {
+	id := krpc.ID(target)
+	id[19] ^= 1
+	return startFakeNode(t, id, func(q krpc.Msg) (krpc.Msg, bool) { return reply(q), true })
+}
+
+// startFakeNode answers queries with whatever reply says, or not at all
+// when it says false.
+func startFakeNode(t *testing.T, id krpc.ID, reply func(q krpc.Msg) (krpc.Msg, bool)) *liar {
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// An ID right next to the key's target puts the liar among the nodes
-	// every lookup for the key asks first.
-	l := &liar{conn: conn, id: krpc.ID(bep44.MakeMutableTarget(key, nil))}
-	l.id[19] ^= 1
+	l := &liar{conn: conn, id: id}
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -149,7 +160,10 @@ func startLiar(t *testing.T, key identity.PublicKey, reply func(q krpc.Msg) krpc
 			if bencode.Unmarshal(buf[:n], &q) != nil || q.Y != "q" {
 				continue
 			}
-			m := reply(q)
+			m, ok := reply(q)
+			if !ok {
+				continue
+			}
 			m.T, m.Y = q.T, "r"
 			if m.R == nil {
 				m.R = &krpc.Return{}

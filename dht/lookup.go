@@ -1,16 +1,15 @@
 package dht
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	adht "github.com/anacrolix/dht/v2"
 	"github.com/anacrolix/dht/v2/bep44"
-	k_nearest_nodes "github.com/anacrolix/dht/v2/k-nearest-nodes"
 	"github.com/anacrolix/dht/v2/krpc"
 	"github.com/anacrolix/dht/v2/traversal"
 	"github.com/anacrolix/torrent/bencode"
@@ -27,10 +26,10 @@ const (
 	putK        = 20
 )
 
-// ErrNotFound means the search ended without any valid record.
+// ErrNotFound means the search ended without any valid record or item.
 var ErrNotFound = errors.New("dht: no record found for this key")
 
-// GetOptions tune Get.
+// GetOptions tune Get and GetItem.
 type GetOptions struct {
 	// Grace is how long to keep listening for a newer record after the
 	// first valid one arrives; zero means 150 ms.
@@ -53,6 +52,30 @@ type GetStats struct {
 // node that lies is ignored. Get returns shortly after the first valid
 // record (see GetOptions.Grace) rather than waiting for the whole search.
 func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*record.SignedPacket, GetStats, error) {
+	it, st, err := n.lookup(ctx, key, nil, o, func(it *Item) error {
+		_, err := packetOf(it)
+		return err
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	p, err := packetOf(it)
+	return p, st, err
+}
+
+// GetItem looks up the newest valid BEP 44 mutable item stored under key
+// and salt, the way Get looks up a Pkarr record: every item a node
+// returns must pass Item.Verify under this key and salt before it counts.
+func (n *Node) GetItem(ctx context.Context, key [32]byte, salt []byte, o GetOptions) (*Item, GetStats, error) {
+	if len(salt) > MaxSaltSize {
+		return nil, GetStats{}, fmt.Errorf("%w: salt is %d bytes, at most %d are allowed", ErrInvalidItem, len(salt), MaxSaltSize)
+	}
+	return n.lookup(ctx, key, salt, o, nil)
+}
+
+// lookup finds the newest item under (key, salt) that verifies and, if
+// check is not nil, passes check.
+func (n *Node) lookup(ctx context.Context, key [32]byte, salt []byte, o GetOptions, check func(*Item) error) (*Item, GetStats, error) {
 	start := time.Now()
 	var st GetStats
 	if o.Grace == 0 {
@@ -66,26 +89,90 @@ func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*
 		s := int64(o.NewerThan)
 		seqArg = &s
 	}
-	target := bep44.MakeMutableTarget(key, nil)
-	found := make(chan *record.SignedPacket, 64)
-	var responses, invalid atomic.Int64
-	op := traversal.Start(traversal.OperationInput{
+	found := make(chan *Item, 64)
+	s, err := n.startSearch(key, salt, seqArg, check, func(it *Item) {
+		select {
+		case found <- it:
+		default: // more answers than we can use; the buffer has plenty
+		}
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	defer s.op.Stop()
+	var best *Item
+	take := func(it *Item) {
+		st.Values++
+		if best == nil || it.Seq > best.Seq {
+			best = it
+		}
+	}
+	var grace <-chan time.Time
+	done := false
+	for !done {
+		select {
+		case it := <-found:
+			take(it)
+			if grace == nil {
+				grace = time.After(o.Grace)
+			}
+		case <-grace:
+			done = true
+		case <-s.op.Stalled():
+			if !reallyStalled(s.op) {
+				continue
+			}
+			// Drain what arrived while the last queries finished.
+			for len(found) > 0 {
+				take(<-found)
+			}
+			done = true
+		case <-ctx.Done():
+			done = true
+		}
+	}
+	st.Responses, st.Invalid, st.Elapsed = int(s.responses.Load()), int(s.invalid.Load()), time.Since(start)
+	if best != nil {
+		best.Salt = bytes.Clone(best.Salt) // queries still in flight read the search's copy
+		return best, st, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, st, fmt.Errorf("dht: lookup stopped after %d answers: %w", st.Responses, err)
+	}
+	return nil, st, fmt.Errorf("%w (%d nodes answered, %d invalid records ignored)", ErrNotFound, st.Responses, st.Invalid)
+}
+
+// search is one BEP 44 get traversal towards an item: the single walk
+// both lookups and puts use, a lookup to find values and a put to find
+// the closest nodes and their write tokens.
+type search struct {
+	op        *traversal.Operation
+	responses atomic.Int64 // nodes that answered
+	invalid   atomic.Int64 // items refused
+}
+
+// startSearch starts a search for the item (key, salt), seeded from the
+// routing table. seq, if not nil, is the get's seq argument. Every item
+// a node returns is checked (see receivedItem); found gets the ones that
+// pass, from the traversal's own goroutines.
+func (n *Node) startSearch(key [32]byte, salt []byte, seq *int64, check func(*Item) error, found func(*Item)) (*search, error) {
+	salt = bytes.Clone(salt)
+	target := bep44.MakeMutableTarget(key, salt)
+	s := &search{}
+	s.op = traversal.Start(traversal.OperationInput{
 		Alpha:  lookupAlpha,
 		K:      putK, // search as wide as puts store, so a lookup meets them
 		Target: target,
 		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
-			res := n.srv.Get(qctx, adht.NewAddr(addr.UDP()), target, seqArg, adht.QueryRateLimiting{})
+			res := n.srv.Get(qctx, adht.NewAddr(addr.UDP()), target, seq, adht.QueryRateLimiting{})
 			if r := res.Reply.R; r != nil {
-				responses.Add(1)
+				s.responses.Add(1)
 				if r.V != nil {
-					if p, err := itemPacket(key, r); err != nil {
-						invalid.Add(1)
-						n.log.Debug("dht: ignored an invalid record", "from", addr.String(), "err", err)
+					if it, err := receivedItem(key, salt, r, check); err != nil {
+						s.invalid.Add(1)
+						n.log.Debug("dht: ignored an invalid item", "from", addr.String(), "err", err)
 					} else {
-						select {
-						case found <- p:
-						default: // more answers than we can use; the buffer has plenty
-						}
+						found(it)
 					}
 				}
 			}
@@ -93,50 +180,11 @@ func (n *Node) Get(ctx context.Context, key identity.PublicKey, o GetOptions) (*
 		},
 		NodeFilter: n.srv.TraversalNodeFilter,
 	})
-	defer op.Stop()
-	if err := startFrom(n, op); err != nil {
-		return nil, st, err
+	if err := startFrom(n, s.op); err != nil {
+		s.op.Stop()
+		return nil, err
 	}
-	var best *record.SignedPacket
-	var grace <-chan time.Time
-	done := false
-	for !done {
-		select {
-		case p := <-found:
-			st.Values++
-			if best == nil || p.Timestamp > best.Timestamp {
-				best = p
-			}
-			if grace == nil {
-				grace = time.After(o.Grace)
-			}
-		case <-grace:
-			done = true
-		case <-op.Stalled():
-			if !reallyStalled(op) {
-				continue
-			}
-			// Drain what arrived while the last queries finished.
-			for len(found) > 0 {
-				p := <-found
-				st.Values++
-				if best == nil || p.Timestamp > best.Timestamp {
-					best = p
-				}
-			}
-			done = true
-		case <-ctx.Done():
-			done = true
-		}
-	}
-	st.Responses, st.Invalid, st.Elapsed = int(responses.Load()), int(invalid.Load()), time.Since(start)
-	if best != nil {
-		return best, st, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, st, fmt.Errorf("dht: lookup stopped after %d answers: %w", st.Responses, err)
-	}
-	return nil, st, fmt.Errorf("%w (%d nodes answered, %d invalid records ignored)", ErrNotFound, st.Responses, st.Invalid)
+	return s, nil
 }
 
 // startFrom seeds a traversal with the routing table (or the bootstrap
@@ -159,23 +207,52 @@ func reallyStalled(op *traversal.Operation) bool {
 	return atomic.LoadUint32(&op.Stats().NumAddrsTried) > 0
 }
 
-// itemPacket checks a get reply's item and turns it into a SignedPacket.
-func itemPacket(key identity.PublicKey, r *krpc.Return) (*record.SignedPacket, error) {
+// receivedItem checks the item in a get reply for (key, salt): the right
+// key, a seq, Item.Verify, then check if it is not nil.
+func receivedItem(key [32]byte, salt []byte, r *krpc.Return, check func(*Item) error) (*Item, error) {
 	if r.K != key {
 		return nil, errors.New("item is for another key")
 	}
-	if r.Seq == nil || *r.Seq < 0 {
-		return nil, errors.New("item has no valid seq")
+	if r.Seq == nil {
+		return nil, errors.New("item has no seq")
 	}
-	var v []byte
-	if err := bencode.Unmarshal(r.V, &v); err != nil {
-		return nil, fmt.Errorf("item value is not a byte string: %w", err)
-	}
-	p := &record.SignedPacket{PublicKey: key, Signature: r.Sig, Timestamp: uint64(*r.Seq), DNS: v}
-	if err := p.VerifySignature(); err != nil {
+	it := &Item{Key: r.K, Salt: salt, Seq: *r.Seq, V: r.V, Sig: r.Sig}
+	if err := it.Verify(); err != nil {
 		return nil, err
 	}
-	return p, nil
+	if check != nil {
+		if err := check(it); err != nil {
+			return nil, err
+		}
+	}
+	return it, nil
+}
+
+// itemPacket checks a get reply's item and turns it into a SignedPacket.
+func itemPacket(key identity.PublicKey, r *krpc.Return) (*record.SignedPacket, error) {
+	it, err := receivedItem(key, nil, r, nil)
+	if err != nil {
+		return nil, err
+	}
+	return packetOf(it)
+}
+
+// packetOf reads a verified, unsalted item as a Pkarr record: its value
+// must be a byte string, the DNS packet.
+func packetOf(it *Item) (*record.SignedPacket, error) {
+	if len(it.Salt) > 0 {
+		return nil, errors.New("a Pkarr record has no salt")
+	}
+	var v []byte
+	if err := bencode.Unmarshal(it.V, &v); err != nil {
+		return nil, fmt.Errorf("item value is not a byte string: %w", err)
+	}
+	return &record.SignedPacket{PublicKey: it.Key, Signature: it.Sig, Timestamp: uint64(it.Seq), DNS: v}, nil
+}
+
+// packetItem is a Pkarr record as the unsalted item that carries it.
+func packetItem(p *record.SignedPacket) *Item {
+	return &Item{Key: p.PublicKey, Seq: int64(p.Timestamp), V: bencode.MustMarshal(p.DNS), Sig: p.Signature}
 }
 
 // traversalResult keeps only string tokens: they are what a put needs.
@@ -186,119 +263,4 @@ func traversalResult(res adht.QueryResult, addr krpc.NodeAddr) traversal.QueryRe
 		tqr.ResponseFrom = nil
 	}
 	return tqr
-}
-
-// PutResult reports where a put landed.
-type PutResult struct {
-	Tried   int           // closest nodes a put was sent to
-	Stored  int           // nodes that confirmed they stored it
-	Refused int           // nodes that refused (most often: they hold a newer seq)
-	Newest  uint64        // highest seq seen on the network before the put
-	Elapsed time.Duration // whole operation
-	Errors  []string      // distinct refusal reasons, for the person reading
-}
-
-// ErrOutdated means the network already holds a newer record for the key.
-var ErrOutdated = errors.New("dht: the network already holds a newer record for this key")
-
-// Put stores a verified packet on the nodes closest to its key and says
-// how many stored it. cas, if non-zero, is the seq the put replaces
-// (BEP 44 compare-and-swap); nodes holding anything else refuse.
-func (n *Node) Put(ctx context.Context, p *record.SignedPacket, cas uint64) (PutResult, error) {
-	start := time.Now()
-	var res PutResult
-	if err := p.VerifySignature(); err != nil {
-		return res, fmt.Errorf("dht: refusing to publish: %w", err)
-	}
-	if err := n.ensureBootstrapped(ctx); err != nil {
-		return res, err
-	}
-	key := [32]byte(p.PublicKey)
-	target := bep44.MakeMutableTarget(key, nil)
-	var newest atomic.Int64
-	// Search for the closest nodes (and their tokens), leaving time for the puts.
-	searchEnd := start.Add(30 * time.Second)
-	if dl, ok := ctx.Deadline(); ok {
-		searchEnd = start.Add(time.Until(dl) * 3 / 4)
-	}
-	searchCtx, cancel := context.WithDeadline(ctx, searchEnd)
-	defer cancel()
-	op := traversal.Start(traversal.OperationInput{
-		Alpha:  lookupAlpha,
-		K:      putK,
-		Target: target,
-		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
-			r := n.srv.Get(qctx, adht.NewAddr(addr.UDP()), target, nil, adht.QueryRateLimiting{})
-			if rr := r.Reply.R; rr != nil && rr.Seq != nil && rr.V != nil {
-				if q, err := itemPacket(p.PublicKey, rr); err == nil {
-					for {
-						cur := newest.Load()
-						if int64(q.Timestamp) <= cur || newest.CompareAndSwap(cur, int64(q.Timestamp)) {
-							break
-						}
-					}
-				}
-			}
-			return traversalResult(r, addr)
-		},
-		NodeFilter: n.srv.TraversalNodeFilter,
-	})
-	if err := startFrom(n, op); err != nil {
-		op.Stop()
-		return res, err
-	}
-wait:
-	for {
-		select {
-		case <-op.Stalled():
-			if reallyStalled(op) {
-				break wait
-			}
-		case <-searchCtx.Done():
-			break wait
-		}
-	}
-	op.Stop()
-	<-op.Stopped() // queries still in flight may add to Closest until then
-	res.Newest = uint64(newest.Load())
-	if res.Newest > p.Timestamp {
-		res.Elapsed = time.Since(start)
-		return res, fmt.Errorf("%w (seq %d > %d); was this key published from another device, or did the clock go back?", ErrOutdated, res.Newest, p.Timestamp)
-	}
-	put := bep44.Put{V: p.DNS, K: &key, Sig: p.Signature, Seq: int64(p.Timestamp), Cas: int64(cas)}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	reasons := map[string]bool{}
-	op.Closest().Range(func(e k_nearest_nodes.Elem) {
-		token, ok := e.Data.(string)
-		if !ok {
-			return
-		}
-		res.Tried++
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := n.srv.Put(ctx, adht.NewAddr(e.Addr.UDP()), put, token, adht.QueryRateLimiting{})
-			mu.Lock()
-			defer mu.Unlock()
-			if err := r.ToError(); err != nil {
-				res.Refused++
-				reasons[err.Error()] = true
-				return
-			}
-			res.Stored++
-		}()
-	})
-	wg.Wait()
-	for r := range reasons {
-		res.Errors = append(res.Errors, r)
-	}
-	res.Elapsed = time.Since(start)
-	if res.Stored == 0 {
-		if res.Tried == 0 {
-			return res, fmt.Errorf("dht: found no node to store on (is the DHT reachable? check --bootstrap)")
-		}
-		return res, fmt.Errorf("dht: none of %d nodes stored the record: %v", res.Tried, res.Errors)
-	}
-	return res, nil
 }

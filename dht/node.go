@@ -51,6 +51,14 @@ type Config struct {
 	// ItemLifetime is how long a stored item lives without a refresh;
 	// zero means two hours, as BEP 44 suggests.
 	ItemLifetime time.Duration
+	// MaxPeers bounds the BEP 5 announcements (info-hash, IP, port) this
+	// node stores for others; zero means 10000. The oldest goes when a new
+	// one would not fit.
+	MaxPeers int
+	// PeerLifetime is how long a stored announcement lives unless it is
+	// announced again; zero means 30 minutes, so announcers should renew
+	// well within that (every 15 minutes, say).
+	PeerLifetime time.Duration
 	// Logger receives the node's own log lines; nil discards them.
 	Logger *slog.Logger
 
@@ -65,6 +73,7 @@ type Node struct {
 	srv    *adht.Server
 	conn   net.PacketConn
 	store  *boundedStore
+	peers  *peerStore
 	cfg    Config
 	log    *slog.Logger
 	closed sync.Once
@@ -97,6 +106,12 @@ func New(cfg Config) (*Node, error) {
 	if cfg.ItemLifetime == 0 {
 		cfg.ItemLifetime = 2 * time.Hour
 	}
+	if cfg.MaxPeers == 0 {
+		cfg.MaxPeers = 10000
+	}
+	if cfg.PeerLifetime == 0 {
+		cfg.PeerLifetime = 30 * time.Minute
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -105,13 +120,14 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: listening on %s: %w", cfg.Addr, err)
 	}
-	n := &Node{conn: conn, store: newBoundedStore(cfg.MaxItems), cfg: cfg, log: logger}
+	n := &Node{conn: conn, store: newBoundedStore(cfg.MaxItems), peers: newPeerStore(cfg.MaxPeers, cfg.PeerLifetime), cfg: cfg, log: logger}
 	bootstrap := append([]string(nil), cfg.Bootstrap...)
 	sc := &adht.ServerConfig{
 		Conn:             conn,
 		NoSecurity:       cfg.Testnet,
 		StartingNodes:    func() ([]adht.Addr, error) { return resolveBootstrap(bootstrap) },
 		Store:            n.store,
+		PeerStore:        n.peers, // without one, get_peers gives no token and announce_peer is dropped
 		Exp:              cfg.ItemLifetime,
 		SendLimiter:      rate.NewLimiter(cfg.SendRate, max(1, int(min(cfg.SendRate, 1000)))),
 		QueryResendDelay: func() time.Duration { return cfg.QueryTimeout },
@@ -195,6 +211,9 @@ func (n *Node) NumNodes() int { return n.srv.NumNodes() }
 
 // StoredItems is how many BEP 44 items this node holds for others.
 func (n *Node) StoredItems() int { return n.store.Len() }
+
+// StoredPeers is how many BEP 5 announcements this node holds for others.
+func (n *Node) StoredPeers() int { return n.peers.Len() }
 
 // Bootstrap fills the routing table by looking up the node's own ID.
 func (n *Node) Bootstrap(ctx context.Context) error {

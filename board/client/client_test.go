@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyhole-p2p/keyhole/board"
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/stunturn"
 )
 
 // hostIP is what host candidates are rewritten to in tests: a loopback
@@ -35,12 +36,12 @@ func loopbackOnly(se *webrtc.SettingEngine) {
 type testBoard struct {
 	srv  *board.Server
 	url  string
-	stun *board.STUNServer
+	stun *stunturn.Server
 }
 
 func startBoard(t testing.TB, opts board.Options) *testBoard {
 	t.Helper()
-	st, err := board.ListenSTUN("127.0.0.1:0", board.STUNOptions{Users: map[string]string{"u": "p"}})
+	st, err := stunturn.Listen("127.0.0.1:0", stunturn.Options{Users: map[string]string{"u": "p"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,10 +24,10 @@ import (
 	"github.com/pion/transport/v5/stdnet"
 	"github.com/pion/webrtc/v4"
 
-	"github.com/keyhole-p2p/keyhole/board"
 	"github.com/keyhole-p2p/keyhole/board/wire"
 	"github.com/keyhole-p2p/keyhole/identity"
 	"github.com/keyhole-p2p/keyhole/seal"
+	"github.com/keyhole-p2p/keyhole/stunturn"
 )
 
 // ---- what a board saw and logged ----
@@ -631,7 +631,7 @@ func openFrame(f *wire.Frame, tk *identity.TransportKey) (*wire.SealedPayload, e
 // test tells it to. It records everything the device sent.
 type evilBoard struct {
 	url   string
-	stun  *board.STUNServer
+	stun  *stunturn.Server
 	conns chan *evilConn
 	hello []byte // the first message; nil: a valid hello offering stun
 
@@ -654,7 +654,7 @@ type evilConn struct {
 
 func startEvilBoard(t *testing.T, hello []byte) *evilBoard {
 	t.Helper()
-	st, err := board.ListenSTUN("127.0.0.1:0", board.STUNOptions{Users: map[string]string{"u": "p"}})
+	st, err := stunturn.Listen("127.0.0.1:0", stunturn.Options{Users: map[string]string{"u": "p"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/keyhole-p2p/keyhole/board"
 	"github.com/keyhole-p2p/keyhole/board/client"
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/stunturn"
 )
 
 func newBoardCmd(e *env, g *globals) *cobra.Command {
@@ -60,7 +61,7 @@ func newBoardServeCmd(e *env) *cobra.Command {
 			stunNote := "no STUN"
 			if stun {
 				host, _, _ := net.SplitHostPort(ln.Addr().String())
-				st, err := board.ListenSTUN(net.JoinHostPort(host, strconv.Itoa(port)), board.STUNOptions{})
+				st, err := stunturn.Listen(net.JoinHostPort(host, strconv.Itoa(port)), stunturn.Options{Logger: logger})
 				if err != nil {
 					ln.Close()
 					return fmt.Errorf("%w (or run with --stun=false)", err)

@@ -80,18 +80,23 @@ func newRoot(e *env) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newIDCmd(e, g), newRecordCmd(e, g), newPublishCmd(e, g), newResolveCmd(e), newDaemonCmd(e, g),
-		newDHTCmd(e), newRelayCmd(e), newListenCmd(e, g), newCatCmd(e, g), newBoardCmd(e, g), newDemoCmd(e), newVersionCmd(e))
+		newDHTCmd(e), newRelayCmd(e), newListenCmd(e, g), newCatCmd(e, g), newBoardCmd(e, g), newNodeCmd(e, g), newDemoCmd(e), newVersionCmd(e))
 	return root
+}
+
+// homeDir is --home, or the default configuration directory.
+func (g *globals) homeDir(e *env) (string, error) {
+	if g.home != "" {
+		return g.home, nil
+	}
+	return keystore.DefaultHome(e.getenv)
 }
 
 // store opens the keystore named by --home or the environment.
 func (g *globals) store(e *env) (*keystore.Store, error) {
-	home := g.home
-	if home == "" {
-		var err error
-		if home, err = keystore.DefaultHome(e.getenv); err != nil {
-			return nil, err
-		}
+	home, err := g.homeDir(e)
+	if err != nil {
+		return nil, err
 	}
 	return keystore.Open(home), nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/keyhole-p2p/keyhole/pkarr/relay"
 	"github.com/keyhole-p2p/keyhole/record"
 	"github.com/keyhole-p2p/keyhole/resolve"
+	"github.com/keyhole-p2p/keyhole/stunturn"
 	"github.com/spf13/cobra"
 )
 
@@ -252,7 +253,7 @@ func demoRoundTrip(ctx context.Context, c kps.Conn, msg string) (string, error) 
 
 // demoBoard runs a board with STUN on loopback and returns its URL.
 func demoBoard() (*board.Server, string, func(), error) {
-	st, err := board.ListenSTUN("127.0.0.1:0", board.STUNOptions{})
+	st, err := stunturn.Listen("127.0.0.1:0", stunturn.Options{})
 	if err != nil {
 		return nil, "", nil, err
 	}
