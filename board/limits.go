@@ -2,10 +2,6 @@ package board
 
 import (
 	"time"
-
-	"golang.org/x/time/rate"
-
-	"github.com/keyhole-p2p/keyhole/identity"
 )
 
 // replayCache remembers the nonces of records seen within the freshness
@@ -47,36 +43,4 @@ func (r *replayCache) prune(now time.Time) {
 			delete(r.seen, n)
 		}
 	}
-}
-
-// buckets is one token bucket per identity. Buckets that have refilled
-// completely are forgotten, so the map holds only identities active in
-// the last burst/rate seconds and cannot grow with throwaway keys beyond
-// what the per-connection limit lets through.
-type buckets struct {
-	rate   rate.Limit
-	burst  int
-	m      map[identity.PublicKey]*rate.Limiter
-	pruned time.Time
-}
-
-func newBuckets(r rate.Limit, burst int) *buckets {
-	return &buckets{rate: r, burst: burst, m: map[identity.PublicKey]*rate.Limiter{}}
-}
-
-func (b *buckets) allow(k identity.PublicKey, now time.Time) bool {
-	if now.Sub(b.pruned) > 10*time.Second {
-		b.pruned = now
-		for key, l := range b.m {
-			if l.TokensAt(now) >= float64(b.burst) {
-				delete(b.m, key)
-			}
-		}
-	}
-	l := b.m[k]
-	if l == nil {
-		l = rate.NewLimiter(b.rate, b.burst)
-		b.m[k] = l
-	}
-	return l.AllowN(now, 1)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/keyhole-p2p/keyhole/board/wire"
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/internal/ratelimit"
 )
 
 // Options configure a Server. The zero value is a working board with
@@ -160,8 +161,8 @@ type Server struct {
 	orphans   keySets[*channel] // channels waiting for their responder
 	perKey    map[identity.PublicKey]int
 	replay    *replayCache
-	announce  *buckets
-	matches   *buckets
+	announce  *ratelimit.Keyed[identity.PublicKey]
+	matches   *ratelimit.Keyed[identity.PublicKey]
 	conns     map[*conn]struct{}
 	neighbors map[*conn]struct{}
 	stats     Stats
@@ -198,8 +199,8 @@ func New(opts Options) (*Server, error) {
 		orphans:   keySets[*channel]{},
 		perKey:    map[identity.PublicKey]int{},
 		replay:    newReplayCache(opts.ReplayCacheMax),
-		announce:  newBuckets(opts.AnnounceRate, opts.AnnounceBurst),
-		matches:   newBuckets(opts.MatchRate, opts.MatchBurst),
+		announce:  ratelimit.New[identity.PublicKey](opts.AnnounceRate, opts.AnnounceBurst, 1<<20),
+		matches:   ratelimit.New[identity.PublicKey](opts.MatchRate, opts.MatchBurst, 1<<20),
 		conns:     map[*conn]struct{}{},
 		neighbors: map[*conn]struct{}{},
 	}
@@ -480,7 +481,7 @@ func (s *Server) checkRecord(c *conn, env *wire.Envelope, key identity.PublicKey
 // admitLocked applies the per-identity bucket and the replay cache.
 func (s *Server) admitLocked(c *conn, req string, key identity.PublicKey, nonce string, at time.Time) bool {
 	now := s.opts.Now()
-	if !s.announce.allow(key, now) {
+	if !s.announce.Allow(key, now) {
 		s.reject(c, req, "rate_limited", "too many records from this identity; slow down")
 		return false
 	}
@@ -604,7 +605,7 @@ func (s *Server) canMatch(initiator, responder identity.PublicKey) (string, stri
 	if s.perKey[initiator] >= s.opts.MaxChannelsPerKey || s.perKey[responder] >= s.opts.MaxChannelsPerKey {
 		return "too_many_channels", "too many rendezvous in progress for one of these keys; wait for one to finish"
 	}
-	if !s.matches.allow(initiator, s.opts.Now()) {
+	if !s.matches.Allow(initiator, s.opts.Now()) {
 		return "rate_limited", "too many matches opened by this identity; slow down"
 	}
 	return "", ""

@@ -6,6 +6,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keyhole-p2p/keyhole/board"
+	"github.com/keyhole-p2p/keyhole/stunturn"
 )
 
 // metrics are the node's Prometheus series. They count events, never
@@ -82,6 +85,26 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 			return float64(s.issuer.Spent())
 		}),
 	)
+	if b, ok := s.opts.Board.(interface{ Stats() board.Stats }); ok {
+		reg.MustRegister(
+			gauge("keyhole_board_connections", "WebSocket connections to the board.", func() float64 { return float64(b.Stats().Connections) }),
+			gauge("keyhole_board_presences", "Devices waiting on the board.", func() float64 { return float64(b.Stats().Presences) }),
+			gauge("keyhole_board_channels", "Open rendezvous channels.", func() float64 { return float64(b.Stats().Channels) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhole_board_channels_completed_total", Help: "Rendezvous channels both sides completed."},
+				func() float64 { return float64(b.Stats().Completed) }),
+		)
+	}
+	if tu, ok := s.opts.TURN.(interface{ Stats() stunturn.Stats }); ok {
+		reg.MustRegister(
+			gauge("keyhole_turn_allocations", "TURN relays open now.", func() float64 { return float64(tu.Stats().Allocations) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhole_turn_allocations_total", Help: "TURN relays opened."},
+				func() float64 { return float64(tu.Stats().AllocationsTotal) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhole_turn_refused_total", Help: "TURN requests refused (credentials or quota)."},
+				func() float64 { return float64(tu.Stats().Refused) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyhole_turn_relayed_bytes_total", Help: "Payload bytes relayed by TURN, both directions."},
+				func() float64 { return float64(tu.Stats().BytesRelayed) }),
+		)
+	}
 	// Go runtime and process series, unless the caller's registry has them.
 	_ = reg.Register(collectors.NewGoCollector())
 	_ = reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -90,15 +113,4 @@ func newMetrics(s *Server, reg *prometheus.Registry) *metrics {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
-}
-
-// Register adds more collectors (the board's, the TURN server's) to the
-// node's /metrics.
-func (s *Server) Register(cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := s.m.reg.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
 }

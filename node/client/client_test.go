@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -228,6 +229,27 @@ func TestTURNNeedsToken(t *testing.T) {
 	if err != nil || string(buf[:n]) != "and back" {
 		t.Fatalf("client got %q, %v", buf[:n], err)
 	}
+	// The node's metrics see the TURN server: one relay open, refusals
+	// counted.
+	resp, err = http.Get(u + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), "keyhole_turn_allocations 1\n") || strings.Contains(string(raw), "keyhole_turn_refused_total 0\n") {
+		t.Fatalf("/metrics does not show the relay and the refusals:\n%s", grep(string(raw), "keyhole_turn"))
+	}
+}
+
+func grep(s, prefix string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func turnClient(t *testing.T, addr, user, pass string) *turn.Client {

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/keyhole-p2p/keyhole/identity"
+	"github.com/keyhole-p2p/keyhole/internal/ratelimit"
 	"github.com/keyhole-p2p/keyhole/pkarr"
 	"github.com/keyhole-p2p/keyhole/record"
 	"github.com/keyhole-p2p/keyhole/resolve"
@@ -57,7 +58,7 @@ type Server struct {
 	cfg      Config
 	resolver *resolve.Resolver
 	cache    *resolve.Cache
-	limits   *limiters
+	limits   *ratelimit.Keyed[string]
 	log      *slog.Logger
 	queue    chan *record.SignedPacket
 	wg       sync.WaitGroup
@@ -83,7 +84,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{cfg: cfg, cache: resolve.NewCache(cfg.CacheSize), log: cfg.Logger,
-		limits: newLimiters(cfg.RatePerIP, cfg.BurstPerIP, 10000), queue: make(chan *record.SignedPacket, 256)}
+		limits: ratelimit.New[string](cfg.RatePerIP, cfg.BurstPerIP, 10000), queue: make(chan *record.SignedPacket, 256)}
 	s.resolver = &resolve.Resolver{Cache: s.cache, Timeout: cfg.LookupTimeout, Window: -1, Now: cfg.Now}
 	if cfg.DHT != nil {
 		s.resolver.DHT = cfg.DHT
@@ -134,7 +135,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if !s.limits.allow(clientIP(r)) {
+	if !s.limits.Allow(clientIP(r), s.cfg.Now()) {
 		h.Set("Retry-After", "1")
 		http.Error(w, "rate limited: slow down and retry", http.StatusTooManyRequests)
 		return
@@ -239,32 +240,4 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// limiters is a bounded set of per-address token buckets: when full, it
-// starts over, which at worst briefly forgives everyone.
-type limiters struct {
-	mu    sync.Mutex
-	r     rate.Limit
-	burst int
-	max   int
-	m     map[string]*rate.Limiter
-}
-
-func newLimiters(r rate.Limit, burst, max int) *limiters {
-	return &limiters{r: r, burst: burst, max: max, m: map[string]*rate.Limiter{}}
-}
-
-func (l *limiters) allow(ip string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim, ok := l.m[ip]
-	if !ok {
-		if len(l.m) >= l.max {
-			l.m = map[string]*rate.Limiter{}
-		}
-		lim = rate.NewLimiter(l.r, l.burst)
-		l.m[ip] = lim
-	}
-	return lim.Allow()
 }
