@@ -211,7 +211,7 @@ func TestStreamLimits(t *testing.T) {
 // TestSlowSubscriberDropped: a subscriber that never reads is cut off
 // once its queue is full, and the others keep getting posts.
 func TestSlowSubscriberDropped(t *testing.T) {
-	n := startNode(t, node.Options{SubscriberQueue: 4, Pricing: node.Pricing{Base: 1, MaxBits: 2}})
+	n := startNode(t, node.Options{SubscriberQueue: 4, Pricing: &node.Pricing{Base: 1, MaxBits: 2}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const room = "slow-room-1234"

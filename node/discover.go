@@ -83,6 +83,11 @@ func (s *Server) discoverOnce(ctx context.Context) {
 			return
 		}
 		if key == s.key {
+			// Ourselves, found on the DHT; or another process started
+			// with this node's key file, which the mesh cannot tell apart.
+			if s.opts.PublicURL != "" && url != s.opts.PublicURL {
+				s.log.Warn("node: another node at "+url+" uses this node's key; give each node its own --key-file or --home", "self", s.opts.PublicURL)
+			}
 			return
 		}
 		if s.peers.add(key, url, s.opts.Now(), static) {

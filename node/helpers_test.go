@@ -54,8 +54,8 @@ func startNode(t testing.TB, opts node.Options) *testNode {
 		}
 		opts.Identity = k
 	}
-	if opts.Pricing == (node.Pricing{}) {
-		opts.Pricing = node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}
+	if opts.Pricing == nil {
+		opts.Pricing = &node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}
 	}
 	if opts.Load == nil {
 		opts.Load = &fixedLoad{}

@@ -75,9 +75,9 @@ type Options struct {
 	TURNHost string
 	// TURNTTL is how long /token credentials last; zero means 1 hour.
 	TURNTTL time.Duration
-	// Pricing sets the proof-of-work difficulty; the zero value means
-	// DefaultPricing (any field set means every field is as given).
-	Pricing Pricing
+	// Pricing sets the proof-of-work difficulty; nil means
+	// DefaultPricing.
+	Pricing *Pricing
 	// Load measures the node's load; nil means a ProcessLoad against
 	// a quarter of the memory the kernel reports available.
 	Load LoadMeter
@@ -166,10 +166,11 @@ func New(opts Options) (*Server, error) {
 	if opts.MeshHops > 8 {
 		return nil, fmt.Errorf("node: mesh hops %d is more than 8", opts.MeshHops)
 	}
-	if opts.Pricing == (Pricing{}) {
-		opts.Pricing = DefaultPricing()
+	if opts.Pricing == nil {
+		p := DefaultPricing()
+		opts.Pricing = &p
 	}
-	if p := opts.Pricing; p.Base < 0 || p.LoadBits < 0 || p.PostSurcharge < 0 || p.MaxBits < int(p.Base) || p.MaxBits > pow.MaxBits {
+	if p := *opts.Pricing; p.Base < 0 || p.LoadBits < 0 || p.PostSurcharge < 0 || p.MaxBits < int(p.Base) || p.MaxBits > pow.MaxBits {
 		return nil, fmt.Errorf("node: pricing %+v: need 0 <= base <= max bits <= %d and non-negative load bits and surcharge", p, pow.MaxBits)
 	}
 	if opts.Load == nil {
@@ -198,7 +199,7 @@ func New(opts Options) (*Server, error) {
 		opts:    opts,
 		key:     opts.Identity.Public(),
 		issuer:  issuer,
-		pricing: opts.Pricing,
+		pricing: *opts.Pricing,
 		posts:   newPostCounter(100000),
 		hub:     newHub(opts.MaxSubscribers, opts.MaxSubscribersPerClient, opts.SubscriberQueue),
 		peers:   newPeerSet(opts.MaxPeers),

@@ -138,7 +138,7 @@ func TestRoomFanOut(t *testing.T) {
 // TestSurchargePerClient: each post makes the poster's next work dearer
 // for a minute, and only the poster's.
 func TestSurchargePerClient(t *testing.T) {
-	n := startNode(t, node.Options{Pricing: node.Pricing{Base: 2, LoadBits: 8, PostSurcharge: 1, MaxBits: 20}})
+	n := startNode(t, node.Options{Pricing: &node.Pricing{Base: 2, LoadBits: 8, PostSurcharge: 1, MaxBits: 20}})
 	poster, bystander := clientFrom("127.0.0.2"), clientFrom("127.0.0.3")
 	before := info(t, poster, n.url).Difficulty
 	ctx := context.Background()
@@ -180,7 +180,7 @@ func TestSurchargePerClient(t *testing.T) {
 // TestDifficultyFollowsLoad maps load to price: max(cpu, mem) counts.
 func TestDifficultyFollowsLoad(t *testing.T) {
 	load := &fixedLoad{}
-	n := startNode(t, node.Options{Load: load, Pricing: node.Pricing{Base: 10, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 16}})
+	n := startNode(t, node.Options{Load: load, Pricing: &node.Pricing{Base: 10, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 16}})
 	tests := []struct {
 		cpu, mem float64
 		want     int
@@ -200,7 +200,7 @@ func TestDifficultyFollowsLoad(t *testing.T) {
 // node's own measurement raise the price, then lower it afterwards.
 func TestDifficultyUnderRealLoad(t *testing.T) {
 	pl := &node.ProcessLoad{Interval: 100 * time.Millisecond}
-	n := startNode(t, node.Options{Load: pl, Pricing: node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}})
+	n := startNode(t, node.Options{Load: pl, Pricing: &node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}})
 	base := func() int { return info(t, http.DefaultClient, n.url).BaseDifficulty }
 	waitFor := func(what string, ok func(int) bool) int {
 		deadline := time.Now().Add(15 * time.Second)

@@ -196,7 +196,7 @@ func runNode(ctx context.Context, e *env, g *globals, nf *netFlags, o *nodeFlags
 	opts := node.Options{
 		Identity: key, PublicURL: o.publicURL, DHT: d, Network: o.network, AnnouncePort: tcp.Port,
 		AnnounceInterval: o.announce, Peers: o.peers, MaxPeers: o.maxPeers, TURNTTL: o.turnTTL,
-		Pricing:        node.Pricing{Base: o.powBase, LoadBits: o.powLoadBits, PostSurcharge: o.powSurcharge, MaxBits: o.powMax},
+		Pricing:        &node.Pricing{Base: o.powBase, LoadBits: o.powLoadBits, PostSurcharge: o.powSurcharge, MaxBits: o.powMax},
 		MaxSubscribers: o.maxSubscribers, TrustProxy: o.trustProxy, Version: version, Logger: logger,
 	}
 	turnNote := "no STUN/TURN"

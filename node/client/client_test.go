@@ -46,8 +46,8 @@ func serve(t *testing.T, o node.Options) string {
 	t.Helper()
 	k, _ := identity.Generate()
 	o.Identity = k
-	if o.Pricing == (node.Pricing{}) {
-		o.Pricing = node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}
+	if o.Pricing == nil {
+		o.Pricing = &node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}
 	}
 	if o.Load == nil {
 		o.Load = &load{}
@@ -86,7 +86,7 @@ func TestPickPrefersQuietNodes(t *testing.T) {
 		"busy":     serve(t, node.Options{Load: busy}),
 		"quiet":    serve(t, node.Options{Load: quiet}),
 		"middling": serve(t, node.Options{Load: middling}),
-		"greedy":   serve(t, node.Options{Load: greedy, Pricing: node.Pricing{Base: 30, MaxBits: 40}}),
+		"greedy":   serve(t, node.Options{Load: greedy, Pricing: &node.Pricing{Base: 30, MaxBits: 40}}),
 	}
 	dead := "http://127.0.0.1:1" // nothing listens on port 1
 	c := client.Client{MaxBits: 24}
