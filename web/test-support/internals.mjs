@@ -16,6 +16,14 @@ export * from './src/errors.ts';
 export * from './src/framing.ts';
 export * from './src/pacing.ts';
 export * from './src/sdp.ts';
+export * from './src/mesh/errors.ts';
+export * from './src/mesh/http.ts';
+export * from './src/mesh/info.ts';
+export * from './src/mesh/paid.ts';
+export * from './src/mesh/peer.ts';
+export * from './src/mesh/pow.ts';
+export * from './src/mesh/room.ts';
+export * from './src/mesh/turn.ts';
 `;
 
 /** The internal modules, bundled for Node. */
