@@ -180,9 +180,20 @@ type forwardJob struct {
 	msg  meshMessage
 }
 
+// forwarders send posts to other nodes: one queue and one goroutine per
+// peer, so a slow or dead node delays only what goes to it. A queue is
+// bounded (posts to a node that cannot keep up are dropped, not held)
+// and its goroutine ends after a minute with nothing to send.
+type forwarders struct {
+	mu     sync.Mutex
+	ctx    context.Context // Run's; nil until Run starts
+	queues map[identity.PublicKey]chan forwardJob
+}
+
+const forwardQueue = 256
+
 // spread sends a post to every peer except the one it came from, with
-// hops left. The queue is bounded: when other nodes are slow, posts to
-// them are dropped rather than held.
+// hops left.
 func (s *Server) spread(room, id string, body []byte, hops int, from *identity.PublicKey) {
 	if hops <= 0 {
 		return
@@ -192,26 +203,57 @@ func (s *Server) spread(room, id string, body []byte, hops int, from *identity.P
 		if from != nil && p.key == *from {
 			continue
 		}
-		select {
-		case s.forward <- forwardJob{to: p, room: room, msg: m}:
-		default:
+		if !s.enqueue(forwardJob{to: p, room: room, msg: m}) {
 			s.m.mesh.WithLabelValues("dropped").Inc()
 		}
 	}
 }
 
-func (s *Server) forwardLoop(ctx context.Context) {
+func (s *Server) enqueue(j forwardJob) bool {
+	f := &s.fwd
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ctx == nil || f.ctx.Err() != nil {
+		return false
+	}
+	q, ok := f.queues[j.to.key]
+	if !ok {
+		q = make(chan forwardJob, forwardQueue)
+		f.queues[j.to.key] = q
+		go s.forwardLoop(f.ctx, j.to.key, q)
+	}
+	select {
+	case q <- j:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) forwardLoop(ctx context.Context, key identity.PublicKey, q chan forwardJob) {
+	idle := time.NewTimer(time.Minute)
+	defer idle.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case j := <-s.forward:
+		case <-idle.C:
+			s.fwd.mu.Lock()
+			if len(q) == 0 {
+				delete(s.fwd.queues, key)
+				s.fwd.mu.Unlock()
+				return
+			}
+			s.fwd.mu.Unlock()
+			idle.Reset(time.Minute)
+		case j := <-q:
 			if err := s.send(ctx, j); err != nil {
 				s.m.mesh.WithLabelValues("failed").Inc()
 				s.log.Debug("node: forwarding a post failed", "to", j.to.url, "err", err)
 			} else {
 				s.m.mesh.WithLabelValues("sent").Inc()
 			}
+			idle.Reset(time.Minute)
 		}
 	}
 }

@@ -127,7 +127,7 @@ type Server struct {
 	mux     *http.ServeMux
 	log     *slog.Logger
 	client  *http.Client
-	forward chan forwardJob
+	fwd     forwarders
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -208,7 +208,7 @@ func New(opts Options) (*Server, error) {
 		meshLim: ratelimit.New[identity.PublicKey](500, 1000, 1024),
 		log:     opts.Logger,
 		client:  opts.HTTPClient,
-		forward: make(chan forwardJob, 4096),
+		fwd:     forwarders{queues: map[identity.PublicKey]chan forwardJob{}},
 		closing: make(chan struct{}),
 	}
 	s.m = newMetrics(s, opts.Registry)
@@ -233,9 +233,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if pl, ok := s.opts.Load.(*ProcessLoad); ok {
 		wg.Go(func() { pl.Run(ctx) })
 	}
-	for range 4 {
-		wg.Go(func() { s.forwardLoop(ctx) })
-	}
+	s.fwd.mu.Lock()
+	s.fwd.ctx = ctx
+	s.fwd.mu.Unlock()
 	wg.Go(func() { s.discoverLoop(ctx) })
 	wg.Wait()
 	return ctx.Err()

@@ -30,7 +30,14 @@ func TestPostRefusals(t *testing.T) {
 	sub := subscribe(t, ctx, n.url, room)
 
 	body := []byte("offer")
-	good := solved(t, c, n.url, "room/"+room, body)
+	// Paid generously, so the same solution would still meet the price
+	// after this post's surcharge: reuse must be refused for being reuse.
+	first := info(t, c, n.url)
+	goodNonce, err := pow.Solve(context.Background(), first.Token, pow.Binding("room/"+room, body), first.Difficulty+4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := pow.Header(first.Token, goodNonce)
 	if st, m := post(t, c, url, good, body); st != http.StatusAccepted {
 		t.Fatalf("paid post: %d %v", st, m)
 	}
@@ -62,8 +69,8 @@ func TestPostRefusals(t *testing.T) {
 		{"malformed header", "not a solution", body, http.StatusBadRequest},
 		{"reused solution", good, body, http.StatusConflict},
 		{"too little work", weak(body), body, http.StatusForbidden},
-		{"work paid for another body", solved(t, c, n.url, "room/"+room, []byte("other")), body, http.StatusForbidden},
-		{"work paid for another room", solved(t, c, n.url, "room/another-room", body), body, http.StatusForbidden},
+		{"work paid for another body", paidElsewhere(t, in, pow.Binding("room/"+room, []byte("other")), pow.Binding("room/"+room, body)), body, http.StatusForbidden},
+		{"work paid for another room", paidElsewhere(t, in, pow.Binding("room/another-room", body), pow.Binding("room/"+room, body)), body, http.StatusForbidden},
 		{"stale challenge", stale, staleBody, http.StatusForbidden},
 		{"more than 1 KiB", solved(t, c, n.url, "room/"+room, big), big, http.StatusRequestEntityTooLarge},
 		{"empty", solved(t, c, n.url, "room/"+room, nil), nil, http.StatusBadRequest},
@@ -96,6 +103,19 @@ func TestPostRefusals(t *testing.T) {
 	// A bad room name is refused before anything else.
 	if st, _ := post(t, c, n.url+"/room/short", good, body); st != http.StatusBadRequest {
 		t.Fatalf("room name of 5 characters: %d", st)
+	}
+}
+
+// paidElsewhere is a solution that pays for paid but, as a nonce for
+// used, falls short: work moved from one request to another (a nonce
+// that happens to solve both would prove nothing).
+func paidElsewhere(t testing.TB, in node.Info, paid, used [32]byte) string {
+	t.Helper()
+	raw := mustToken(t, in.Token)
+	for nonce := uint64(0); ; nonce++ {
+		if pow.LeadingZeros(pow.Digest(raw, paid, nonce)) >= in.Difficulty && pow.LeadingZeros(pow.Digest(raw, used, nonce)) < in.Difficulty {
+			return pow.Header(in.Token, nonce)
+		}
 	}
 }
 

@@ -264,4 +264,51 @@ describe('community nodes from Chromium', { skip: chrome.skip, timeout: 600_000 
     assert.match(r.pair[0], /^relay 127\.0\.0\.1:/);
     assert.match(r.pair[1], /^relay 127\.0\.0\.1:/);
   });
+  test('the README chat page: two tabs on two nodes meet and talk', { timeout: 120_000 }, async (t) => {
+    const site = await serveWebDir();
+    const room = `readme-${randomBytes(4).toString('hex')}`;
+    const ctx = browser.page.context();
+    const [c, d] = await Promise.all([ctx.newPage(), ctx.newPage()]);
+    try {
+      for (const p of [c, d]) p.on('pageerror', (e) => process.stderr.write(`[chat page error] ${e.message}\n`));
+      const open = (p, node) =>
+        p.goto(`${site.url}examples/room.html?node=${encodeURIComponent(node)}&room=${room}&auto=1`, { timeout: 15_000 });
+      const t0 = Date.now();
+      await Promise.all([open(c, node1.url), open(d, node2.url)]);
+      await Promise.all([c, d].map((p) => p.waitForSelector('body[data-connected="true"]', { timeout: 90_000 })));
+      t.diagnostic(`both tabs connected ${Date.now() - t0} ms after opening`);
+      assert.match(await c.textContent('#status'), new RegExp(`through ${node1.url}`));
+      assert.match(await d.textContent('#status'), new RegExp(`through ${node2.url}`));
+      await c.fill('#text', 'hello from tab C');
+      await c.press('#text', 'Enter');
+      await d.waitForFunction(() => document.getElementById('log').textContent.includes('them: hello from tab C'), null, { timeout: 10_000 });
+      await d.fill('#text', 'hi back from D');
+      await d.press('#text', 'Enter');
+      await c.waitForFunction(() => document.getElementById('log').textContent.includes('them: hi back from D'), null, { timeout: 10_000 });
+    } finally {
+      await Promise.all([c.close(), d.close()]);
+      await site.close();
+    }
+  });
 });
+
+/** Serves web/ as python3 -m http.server would (what the README says), on 127.0.0.1:0. */
+async function serveWebDir() {
+  const http = await import('node:http');
+  const fs = await import('node:fs');
+  const path = await import('node:path');
+  const { webDir } = await import('../test-support/internals.mjs');
+  const types = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.map': 'application/json' };
+  const server = http.createServer((req, res) => {
+    const rel = decodeURIComponent(new URL(req.url ?? '/', 'http://127.0.0.1').pathname);
+    const file = path.join(webDir, path.normalize(rel));
+    if (!file.startsWith(webDir + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': types[path.extname(file)] ?? 'application/octet-stream' });
+    res.end(fs.readFileSync(file));
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${server.address().port}/`, close: () => new Promise((r) => server.close(() => r())) };
+}
