@@ -180,17 +180,20 @@ type forwardJob struct {
 	msg  meshMessage
 }
 
-// forwarders send posts to other nodes: one queue and one goroutine per
-// peer, so a slow or dead node delays only what goes to it. A queue is
-// bounded (posts to a node that cannot keep up are dropped, not held)
-// and its goroutine ends after a minute with nothing to send.
+// forwarders send posts to other nodes: one queue per peer with a few
+// senders each, so a slow or dead node delays only what goes to it. A
+// queue is bounded (posts to a node that cannot keep up are dropped, not
+// held) and its senders end after a minute with nothing to send.
 type forwarders struct {
 	mu     sync.Mutex
 	ctx    context.Context // Run's; nil until Run starts
 	queues map[identity.PublicKey]chan forwardJob
 }
 
-const forwardQueue = 256
+const (
+	forwardQueue   = 1024
+	forwardSenders = 4 // requests in flight per peer
+)
 
 // spread sends a post to every peer except the one it came from, with
 // hops left.
@@ -220,7 +223,9 @@ func (s *Server) enqueue(j forwardJob) bool {
 	if !ok {
 		q = make(chan forwardJob, forwardQueue)
 		f.queues[j.to.key] = q
-		go s.forwardLoop(f.ctx, j.to.key, q)
+		for range forwardSenders {
+			go s.forwardLoop(f.ctx, j.to.key, q)
+		}
 	}
 	select {
 	case q <- j:
@@ -238,14 +243,19 @@ func (s *Server) forwardLoop(ctx context.Context, key identity.PublicKey, q chan
 		case <-ctx.Done():
 			return
 		case <-idle.C:
+			// The first idle sender retires the queue; the others find
+			// it retired (or replaced) and end too.
 			s.fwd.mu.Lock()
-			if len(q) == 0 {
-				delete(s.fwd.queues, key)
+			if cur, ok := s.fwd.queues[key]; ok && cur == q && len(q) > 0 {
 				s.fwd.mu.Unlock()
-				return
+				idle.Reset(time.Minute)
+				continue
+			}
+			if s.fwd.queues[key] == q {
+				delete(s.fwd.queues, key)
 			}
 			s.fwd.mu.Unlock()
-			idle.Reset(time.Minute)
+			return
 		case j := <-q:
 			if err := s.send(ctx, j); err != nil {
 				s.m.mesh.WithLabelValues("failed").Inc()

@@ -315,6 +315,11 @@ func fanout(ctx context.Context, s *server, subURL, label string) time.Duration 
 	case <-ctx.Done():
 		fmt.Fprintf(os.Stderr, "%s: timed out with %d of %d events\n", label, got.Load(), *posts**subs)
 		os.Exit(1)
+	case <-time.After(time.Minute):
+		// A node drops what it cannot forward or deliver in time rather
+		// than queue without bound; say so instead of waiting forever.
+		fmt.Fprintf(os.Stderr, "%s: %d of %d events after a minute: posts were dropped (queues full)\n", label, got.Load(), *posts**subs)
+		os.Exit(1)
 	}
 	return time.Since(start)
 }
