@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyhole-p2p/keyhole/dht"
@@ -94,8 +95,8 @@ func parseItem(raw []byte) (*dht.Item, int64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	v, err := base64.StdEncoding.DecodeString(in.V)
-	if err != nil {
+	v, err := base64.StdEncoding.Strict().DecodeString(in.V)
+	if err != nil || strings.ContainsAny(in.V, "\r\n") {
 		return nil, 0, errors.New("v must be the bencoded value in standard base64")
 	}
 	sig, err := hex.DecodeString(in.Sig)

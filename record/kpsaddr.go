@@ -3,6 +3,7 @@ package record
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -32,7 +33,10 @@ func ParseCertHash(s string) ([32]byte, error) {
 	if !strings.HasPrefix(s, "u") {
 		return d, fmt.Errorf("%w: certhash %q must start with multibase prefix 'u'", ErrInvalid, s)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s[1:])
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s[1:])
+	if err == nil && strings.ContainsAny(s, "\r\n") {
+		err = errors.New("line breaks inside") // the decoder would skip them
+	}
 	if err != nil {
 		return d, fmt.Errorf("%w: certhash %q is not unpadded base64url", ErrInvalid, s)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -155,7 +156,13 @@ func SignOpenhost(key *identity.PrivateKey, r *OpenhostRecord) ([]byte, error) {
 // signature (strict) under host.
 func VerifyOpenhost(host identity.PublicKey, txt []byte, now time.Time) (*OpenhostRecord, error) {
 	blob := make([]byte, base64.RawURLEncoding.DecodedLen(len(txt)))
-	n, err := base64.RawURLEncoding.Decode(blob, txt)
+	// One spelling per record: Strict refuses non-zero trailing bits, and
+	// CR and LF, which Go's decoder skips, are refused here; otherwise many
+	// texts would verify as the same record (found by FuzzVerifyOpenhost).
+	n, err := base64.RawURLEncoding.Strict().Decode(blob, txt)
+	if err == nil && bytes.ContainsAny(txt, "\r\n") {
+		err = errors.New("line breaks inside")
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: _openhost value is not unpadded base64url: %v", ErrInvalid, err)
 	}
