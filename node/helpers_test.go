@@ -6,89 +6,27 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/keyhole-p2p/keyhole/identity"
 	"github.com/keyhole-p2p/keyhole/node"
 	nodeclient "github.com/keyhole-p2p/keyhole/node/client"
+	"github.com/keyhole-p2p/keyhole/node/nodetest"
 	"github.com/keyhole-p2p/keyhole/node/pow"
 )
-
-// fixedLoad is a LoadMeter a test sets.
-type fixedLoad struct {
-	mu       sync.Mutex
-	cpu, mem float64
-}
-
-func (f *fixedLoad) Load() (float64, float64) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.cpu, f.mem
-}
-
-func (f *fixedLoad) set(cpu, mem float64) {
-	f.mu.Lock()
-	f.cpu, f.mem = cpu, mem
-	f.mu.Unlock()
-}
 
 // testNode is a node served on 127.0.0.1 with its background work running.
 type testNode struct {
 	*node.Server
 	url string
-	ts  *httptest.Server
 }
 
-// startNode serves a node on loopback. Pricing defaults to 4 bits so
-// tests spend little time solving; opts can override anything.
+// startNode serves a node on loopback (nodetest.Start).
 func startNode(t testing.TB, opts node.Options) *testNode {
 	t.Helper()
-	if opts.Identity == nil {
-		k, err := identity.Generate()
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts.Identity = k
-	}
-	if opts.Pricing == nil {
-		opts.Pricing = &node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}
-	}
-	if opts.Load == nil {
-		opts.Load = &fixedLoad{}
-	}
-	if opts.RatePerClient == 0 {
-		opts.RatePerClient = 1000
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if opts.DHT != nil && opts.AnnouncePort == 0 {
-		opts.AnnouncePort = l.Addr().(*net.TCPAddr).Port
-	}
-	s, err := node.New(opts)
-	if err != nil {
-		l.Close()
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(s)
-	ts.Listener.Close()
-	ts.Listener = l
-	ts.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		s.Close()
-		cancel()
-		<-done
-		ts.Close()
-	})
-	return &testNode{Server: s, url: ts.URL, ts: ts}
+	s, url := nodetest.Start(t, opts)
+	return &testNode{Server: s, url: url}
 }
 
 // clientFrom is an HTTP client whose connections come from the loopback

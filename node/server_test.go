@@ -13,6 +13,7 @@ import (
 
 	"github.com/keyhole-p2p/keyhole/node"
 	nodeclient "github.com/keyhole-p2p/keyhole/node/client"
+	"github.com/keyhole-p2p/keyhole/node/nodetest"
 	"github.com/keyhole-p2p/keyhole/node/pow"
 )
 
@@ -199,7 +200,7 @@ func TestSurchargePerClient(t *testing.T) {
 
 // TestDifficultyFollowsLoad maps load to price: max(cpu, mem) counts.
 func TestDifficultyFollowsLoad(t *testing.T) {
-	load := &fixedLoad{}
+	load := &nodetest.Load{}
 	n := startNode(t, node.Options{Load: load, Pricing: &node.Pricing{Base: 10, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 16}})
 	tests := []struct {
 		cpu, mem float64
@@ -208,7 +209,7 @@ func TestDifficultyFollowsLoad(t *testing.T) {
 		{0, 0, 10}, {0.5, 0, 14}, {0, 0.5, 14}, {0.25, 1, 16 /* capped */}, {1, 1, 16},
 	}
 	for _, tc := range tests {
-		load.set(tc.cpu, tc.mem)
+		load.Set(tc.cpu, tc.mem)
 		in := info(t, http.DefaultClient, n.url)
 		if in.Difficulty != tc.want || in.BaseDifficulty != tc.want {
 			t.Errorf("cpu %v mem %v: difficulty %d/%d, want %d", tc.cpu, tc.mem, in.Difficulty, in.BaseDifficulty, tc.want)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,70 +17,27 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/keyhole-p2p/keyhole/dht"
-	"github.com/keyhole-p2p/keyhole/identity"
 	"github.com/keyhole-p2p/keyhole/node"
 	"github.com/keyhole-p2p/keyhole/node/client"
+	"github.com/keyhole-p2p/keyhole/node/nodetest"
 	"github.com/keyhole-p2p/keyhole/stunturn"
 )
 
-type load struct {
-	mu  sync.Mutex
-	cpu float64
-}
-
-func (l *load) Load() (float64, float64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.cpu, 0
-}
-
-func (l *load) set(v float64) {
-	l.mu.Lock()
-	l.cpu = v
-	l.mu.Unlock()
-}
-
-// serve runs a node on loopback; dht and announce are optional.
+// serve runs a node on loopback (nodetest.Start) and returns its URL.
 func serve(t *testing.T, o node.Options) string {
 	t.Helper()
-	k, _ := identity.Generate()
-	o.Identity = k
-	if o.Pricing == nil {
-		o.Pricing = &node.Pricing{Base: 4, LoadBits: 8, PostSurcharge: 0.5, MaxBits: 20}
-	}
-	if o.Load == nil {
-		o.Load = &load{}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.DHT != nil {
-		o.AnnouncePort = l.Addr().(*net.TCPAddr).Port
-	}
-	s, err := node.New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewUnstartedServer(s)
-	ts.Listener.Close()
-	ts.Listener = l
-	ts.Start()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	t.Cleanup(func() { s.Close(); cancel(); <-done; ts.Close() })
-	return ts.URL
+	_, url := nodetest.Start(t, o)
+	return url
 }
 
 // TestPickPrefersQuietNodes: of several nodes, the cheapest comes first,
 // a node that does not answer is left out, and one asking more than the
 // client allows is left out.
 func TestPickPrefersQuietNodes(t *testing.T) {
-	busy, quiet, middling, greedy := &load{}, &load{}, &load{}, &load{}
-	busy.set(0.9)
-	middling.set(0.4)
-	greedy.set(1)
+	busy, quiet, middling, greedy := &nodetest.Load{}, &nodetest.Load{}, &nodetest.Load{}, &nodetest.Load{}
+	busy.Set(0.9, 0)
+	middling.Set(0.4, 0)
+	greedy.Set(1, 0)
 	urls := map[string]string{
 		"busy":     serve(t, node.Options{Load: busy}),
 		"quiet":    serve(t, node.Options{Load: quiet}),
@@ -105,8 +61,8 @@ func TestPickPrefersQuietNodes(t *testing.T) {
 		t.Fatalf("order %v, want quiet,middling,busy", order)
 	}
 	// The order follows load as it changes.
-	busy.set(0)
-	quiet.set(0.9)
+	busy.Set(0, 0)
+	quiet.Set(0.9, 0)
 	got = c.Pick(ctx, []string{urls["busy"], urls["quiet"]})
 	if got[0].URL != urls["busy"] {
 		t.Fatalf("after the loads swapped, %s came first", got[0].URL)
@@ -117,7 +73,7 @@ func TestPickPrefersQuietNodes(t *testing.T) {
 // posting; the node's refusal carries the new price and the client pays
 // it without being told twice.
 func TestPostFollowsRisingPrice(t *testing.T) {
-	l := &load{}
+	l := &nodetest.Load{}
 	u := serve(t, node.Options{Load: l})
 	var c client.Client
 	ctx := context.Background()
@@ -132,7 +88,7 @@ func TestPostFollowsRisingPrice(t *testing.T) {
 	c.HTTP = &http.Client{Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
 		resp, err := http.DefaultTransport.RoundTrip(r)
 		if r.Method == http.MethodGet {
-			once.Do(func() { l.set(1) })
+			once.Do(func() { l.Set(1, 0) })
 		}
 		return resp, err
 	})}
