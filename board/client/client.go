@@ -61,6 +61,13 @@ type Options struct {
 	Authorize func(identity.PublicKey) error
 	// WebRTC adjusts pion's settings (interfaces, NAT mapping, ports).
 	WebRTC func(*webrtc.SettingEngine)
+	// Setup, if set, hands each peer connection to another protocol
+	// before its offer or answer is made (kps.SetupWebRTC: streams,
+	// datagrams and the identity exchange over the same ICE path). The
+	// client then opens no data channel of its own, and a Session is
+	// ready once ICE and DTLS are up; its DC and Conn are nil.
+	// initiator is true on the side that called Connect.
+	Setup func(pc *webrtc.PeerConnection, initiator bool) error
 	// ConnectTimeout bounds the data channel's set-up once both SDPs
 	// are exchanged (default 20 s).
 	ConnectTimeout time.Duration

@@ -414,11 +414,17 @@ func (m *match) runInitiator(ctx context.Context) (*Session, error) {
 	}
 	// SIGNALING phase.
 	return m.signal(ctx, func(pc *webrtc.PeerConnection, opened chan *webrtc.DataChannel) (string, error) {
-		dc, err := pc.CreateDataChannel("keyhole", nil)
-		if err != nil {
-			return "", err
+		if setup := m.c.opts.Setup; setup != nil {
+			if err := setup(pc, true); err != nil {
+				return "", err
+			}
+		} else {
+			dc, err := pc.CreateDataChannel("keyhole", nil)
+			if err != nil {
+				return "", err
+			}
+			dc.OnOpen(func() { opened <- dc })
 		}
-		dc.OnOpen(func() { opened <- dc })
 		if err := m.sendSDP(ctx, pc, wire.FrameOffer); err != nil {
 			return "", err
 		}
@@ -445,14 +451,20 @@ func (m *match) runResponder(ctx context.Context) (*Session, error) {
 		return nil, err
 	}
 	return m.signal(ctx, func(pc *webrtc.PeerConnection, opened chan *webrtc.DataChannel) (string, error) {
-		pc.OnDataChannel(func(dc *webrtc.DataChannel) {
-			dc.OnOpen(func() {
-				select {
-				case opened <- dc:
-				default:
-				}
+		if setup := m.c.opts.Setup; setup != nil {
+			if err := setup(pc, false); err != nil {
+				return "", err
+			}
+		} else {
+			pc.OnDataChannel(func(dc *webrtc.DataChannel) {
+				dc.OnOpen(func() {
+					select {
+					case opened <- dc:
+					default:
+					}
+				})
 			})
-		})
+		}
 		if err := applySDP(pc, wire.FrameOffer, remote); err != nil {
 			return "", err
 		}
@@ -559,16 +571,33 @@ func (c *Client) waitOpen(ctx context.Context, pc *webrtc.PeerConnection, opened
 	ctx, cancel := context.WithTimeout(ctx, c.opts.ConnectTimeout)
 	defer cancel()
 	failed := make(chan struct{})
+	connected := make(chan struct{})
+	var once sync.Once
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
-		if st == webrtc.PeerConnectionStateFailed {
+		switch st {
+		case webrtc.PeerConnectionStateFailed:
 			select {
 			case <-failed:
 			default:
 				close(failed)
 			}
+		case webrtc.PeerConnectionStateConnected:
+			once.Do(func() { close(connected) })
 		}
 	})
+	if c.opts.Setup != nil {
+		// The caller's protocol owns the data channels; the session is
+		// ready once ICE and DTLS are.
+		opened = nil
+		if pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(connected) })
+		}
+	} else {
+		connected = nil
+	}
 	select {
+	case <-connected:
+		return &Session{PC: pc}, nil
 	case dc := <-opened:
 		raw, err := dc.Detach()
 		if err != nil {
