@@ -585,6 +585,7 @@ func (c *Client) waitOpen(ctx context.Context, pc *webrtc.PeerConnection, opened
 			once.Do(func() { close(connected) })
 		}
 	})
+	ready := connected
 	if c.opts.Setup != nil {
 		// The caller's protocol owns the data channels; the session is
 		// ready once ICE and DTLS are.
@@ -593,10 +594,10 @@ func (c *Client) waitOpen(ctx context.Context, pc *webrtc.PeerConnection, opened
 			once.Do(func() { close(connected) })
 		}
 	} else {
-		connected = nil
+		ready = nil
 	}
 	select {
-	case <-connected:
+	case <-ready:
 		return &Session{PC: pc}, nil
 	case dc := <-opened:
 		raw, err := dc.Detach()
