@@ -183,9 +183,13 @@ func Dial(ctx context.Context, key identity.PublicKey, o Options) (*Result, erro
 			delay = 0
 		}
 		nodes := append(slices.Clone(o.Nodes), content.Nodes...)
+		label := Punched
+		if !o.allows(Punched) {
+			label = Relayed
+		}
 		for _, b := range content.Boards {
 			n++
-			launch(Punched, b, delay, func(ctx context.Context) (*Result, error) {
+			launch(label, b, delay, func(ctx context.Context) (*Result, error) {
 				return viaBoard(ctx, b, key, nodes, &o)
 			})
 		}

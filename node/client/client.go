@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -118,7 +119,7 @@ func (c *Client) paid(ctx context.Context, base, endpoint, path string, body []b
 		if bits > c.maxBits() {
 			return fmt.Errorf("node: %s asks %d bits of work, more than the %d allowed; use another node", base, bits, c.maxBits())
 		}
-		nonce, err := pow.Solve(ctx, token, pow.Binding(endpoint, body), bits)
+		nonce, err := pow.SolveFrom(ctx, token, pow.Binding(endpoint, body), bits, rand.Uint64N(1<<52))
 		if err != nil {
 			return err
 		}

@@ -312,3 +312,23 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestSameRequestTwice: two identical paid requests in the same second
+// (one token) both go through: the client does not find the same
+// solution twice.
+func TestSameRequestTwice(t *testing.T) {
+	u := serve(t, node.Options{TURN: fakeTURN{}})
+	var c client.Client
+	for i := range 5 {
+		if _, err := c.Token(context.Background(), u); err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+	}
+}
+
+type fakeTURN struct{}
+
+func (fakeTURN) Credentials(label string, ttl time.Duration) (string, string, error) {
+	return "1:" + label, "pw", nil
+}
+func (fakeTURN) URLs(host string) []string { return []string{"turn:" + host + ":3478"} }

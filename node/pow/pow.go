@@ -224,6 +224,14 @@ func LeadingZeros(d [32]byte) int {
 // Solve finds the smallest nonce whose digest has at least bits leading
 // zero bits. Expected work is 2^bits hashes; ctx bounds it.
 func Solve(ctx context.Context, token string, binding [32]byte, bits int) (uint64, error) {
+	return SolveFrom(ctx, token, binding, bits, 0)
+}
+
+// SolveFrom is Solve searching from nonce start. Clients start at a
+// random nonce: two requests with the same body under the same token
+// (a token changes once a second) would otherwise find the same
+// solution, and the second would be refused as spent.
+func SolveFrom(ctx context.Context, token string, binding [32]byte, bits int, start uint64) (uint64, error) {
 	raw, err := decodeToken(token)
 	if err != nil {
 		return 0, err
@@ -236,7 +244,10 @@ func Solve(ctx context.Context, token string, binding [32]byte, bits int) (uint6
 	n := copy(buf[:], digestLabel)
 	n += copy(buf[n:], raw)
 	n += copy(buf[n:], binding[:])
-	for nonce := uint64(0); nonce <= MaxNonce; nonce++ {
+	if start > MaxNonce {
+		return 0, fmt.Errorf("pow: start nonce %d is above %d", start, uint64(MaxNonce))
+	}
+	for nonce := start; nonce <= MaxNonce; nonce++ {
 		if nonce&0xffff == 0 && ctx.Err() != nil {
 			return 0, fmt.Errorf("pow: solving %d bits: %w", bits, ctx.Err())
 		}
