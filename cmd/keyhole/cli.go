@@ -80,7 +80,7 @@ func newRoot(e *env) *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.AddCommand(newIDCmd(e, g), newRecordCmd(e, g), newPublishCmd(e, g), newResolveCmd(e), newDaemonCmd(e, g),
-		newDHTCmd(e), newRelayCmd(e), newListenCmd(e, g), newCatCmd(e, g), newBoardCmd(e, g), newNodeCmd(e, g), newDemoCmd(e), newVersionCmd(e))
+		newDHTCmd(e), newRelayCmd(e), newListenCmd(e, g), newCatCmd(e, g), newBoardCmd(e, g), newNodeCmd(e, g), newPingCmd(e, g), newDemoCmd(e), newVersionCmd(e))
 	return root
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -142,19 +143,11 @@ func newResolveCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			relays, err := nf.relayList(e)
+			r, closeNode, err := nf.resolver(cmd.Context(), e, logger, timeout)
 			if err != nil {
 				return err
 			}
-			r := &resolve.Resolver{Relays: relays, Timeout: timeout, Now: e.now}
-			if !nf.noDHT {
-				n, err := nf.node(cmd.Context(), e, logger)
-				if err != nil {
-					return err
-				}
-				defer n.Close()
-				r.DHT = n
-			}
+			defer closeNode()
 			res, err := r.Resolve(cmd.Context(), key)
 			if err != nil {
 				return err
@@ -182,12 +175,17 @@ func newResolveCmd(e *env) *cobra.Command {
 func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	var nf netFlags
 	var cf contentFlags
+	var ds daemonServe
 	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "daemon",
-		Short: "Keep this device's record published until stopped",
+		Short: "Keep this device reachable by its key until stopped",
 		Long: "Publishes the record now, again every --interval (re-signed, so it stays\n" +
-			"fresh), and retries with backoff when nothing accepts it. Stop with Ctrl-C.",
+			"fresh), and retries with backoff when nothing accepts it. With --listen it\n" +
+			"also accepts direct connections and publishes that listener's addresses,\n" +
+			"again whenever the network changes; with --board it waits on those boards\n" +
+			"so devices behind NATs can reach it through a hole punch or a TURN relay\n" +
+			"(STUN and TURN from the --node community nodes). Stop with Ctrl-C.",
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			p, logger, closeNode, err := publisherFor(cmd.Context(), e, g, &nf, &cf)
@@ -196,6 +194,31 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 			}
 			defer closeNode()
 			p.Interval = interval
+			if ds.listen != "" || len(cf.boards) > 0 {
+				base, err := cf.content()
+				if err != nil {
+					return err
+				}
+				ready := make(chan struct{})
+				var once sync.Once
+				served := make(chan error, 1)
+				go func() {
+					served <- ds.run(cmd.Context(), p.Key, base, func(c *record.Content) {
+						p.SetContent(c)
+						once.Do(func() { close(ready) })
+					}, logger)
+				}()
+				if ds.listen != "" {
+					select { // publish the listener's addresses from the first record on
+					case <-ready:
+					case err := <-served:
+						return err
+					}
+				}
+				if ds.listen != "" {
+					fmt.Fprintf(e.stdout, "%s\n", p.Key.Public())
+				}
+			}
 			p.OnPublish = func(r resolve.Report, err error) {
 				nodes, relays := r.Landed()
 				if err != nil {
@@ -215,6 +238,7 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 	}
 	nf.register(cmd.Flags(), true)
 	cf.register(cmd.Flags())
+	ds.register(cmd.Flags())
 	cmd.Flags().DurationVar(&interval, "interval", resolve.DefaultInterval, "republish interval")
 	return cmd
 }

@@ -194,19 +194,37 @@ func kpsAbort(st kps.Stream) func() {
 }
 
 func newCatCmd(e *env, g *globals) *cobra.Command {
+	var df dialFlags
 	var webrtc, plain bool
 	var peer string
-	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "cat ADDRESS",
-		Short: "Pipe stdin/stdout over one stream to a KPS address",
-		Long: "Dials ip:port:certhash (QUIC unless --webrtc), checks the certificate against\n" +
-			"the certhash, proves this device's identity and checks the listener's (unless\n" +
-			"--plain), then sends stdin on one stream and prints what comes back.",
-		Args: exactArgs(1, "one KPS address (ip:port:certhash, as 'keyhole listen' prints it)"),
+		Use:   "cat KEY|ADDRESS",
+		Short: "Pipe stdin/stdout over one stream to a device, by its key or a KPS address",
+		Long: "Given a key, resolves the device's record and races the ways in (direct,\n" +
+			"hole punch through a board, TURN relay); the first connection whose peer\n" +
+			"proves the key wins. Given ip:port:certhash, dials it (QUIC unless --webrtc),\n" +
+			"checks the certificate against the certhash, and proves identities (unless\n" +
+			"--plain). Then sends stdin on one stream and prints what comes back.",
+		Args: exactArgs(1, "a key (z-base-32 or keyhole:// URL) or a KPS address (ip:port:certhash)"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			opts := kps.DialOptions{Timeout: timeout}
+			if key, ok := dialTarget(args[0]); ok {
+				if plain || webrtc || peer != "" {
+					return usagef("--plain, --webrtc and --peer apply to KPS addresses; a key is dialed by the best path found")
+				}
+				res, closeNode, err := df.byKey(ctx, e, g, key)
+				if err != nil {
+					return err
+				}
+				defer closeNode()
+				defer res.Conn.Close()
+				st, err := res.Conn.OpenStream(ctx)
+				if err != nil {
+					return err
+				}
+				return pipe(ctx, e, st, kpsAbort(st))
+			}
+			opts := kps.DialOptions{Timeout: df.timeout}
 			if webrtc {
 				opts.Transport = kps.TransportWebRTC
 			}
@@ -244,6 +262,6 @@ func newCatCmd(e *env, g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&webrtc, "webrtc", false, "use WebRTC instead of QUIC")
 	cmd.Flags().BoolVar(&plain, "plain", false, "plain KPS: no keyhole identity exchange (for KPS listeners)")
 	cmd.Flags().StringVar(&peer, "peer", "", "require the listener to prove this identity key")
-	cmd.Flags().DurationVar(&timeout, "timeout", kps.DefaultDialTimeout, "give up dialing after this long")
+	df.register(cmd.Flags())
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/keyhole-p2p/keyhole/dht"
 	"github.com/keyhole-p2p/keyhole/pkarr"
 	"github.com/keyhole-p2p/keyhole/record"
+	"github.com/keyhole-p2p/keyhole/resolve"
 )
 
 // Environment variables that stand in for network flags.
@@ -113,6 +114,25 @@ func (f *netFlags) node(ctx context.Context, e *env, logger *slog.Logger) (*dht.
 		return nil, err
 	}
 	return n, nil
+}
+
+// resolver finds records through the configured relays and, unless
+// --no-dht, a DHT node of its own; closeNode stops that node.
+func (f *netFlags) resolver(ctx context.Context, e *env, logger *slog.Logger, timeout time.Duration) (r *resolve.Resolver, closeNode func(), err error) {
+	relays, err := f.relayList(e)
+	if err != nil {
+		return nil, nil, err
+	}
+	r = &resolve.Resolver{Relays: relays, Timeout: timeout, Now: e.now}
+	if f.noDHT {
+		return r, func() {}, nil
+	}
+	n, err := f.node(ctx, e, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.DHT = n
+	return r, func() { n.Close() }, nil
 }
 
 // logger writes structured logs to stderr at --log-level.
