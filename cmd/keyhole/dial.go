@@ -226,8 +226,19 @@ func (d *daemonServe) run(ctx context.Context, key *identity.PrivateKey, base *r
 	var last []netip.Addr
 	t := time.NewTicker(d.watch)
 	defer t.Stop()
+	// A listener bound to one address is reachable there only; one bound
+	// to all addresses is published at each of the machine's.
+	var fixed []netip.Addr
+	if host, _, err := net.SplitHostPort(d.listen); err == nil && host != "" {
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+			fixed = []netip.Addr{ip.Unmap()}
+		}
+	}
 	for {
-		addrs := localAddrs(d.ifaces)
+		addrs := fixed
+		if addrs == nil {
+			addrs = localAddrs(d.ifaces)
+		}
 		if !slices.Equal(addrs, last) {
 			c := *base
 			c.Direct = slices.Clone(base.Direct)
