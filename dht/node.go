@@ -215,16 +215,32 @@ func (n *Node) StoredItems() int { return n.store.Len() }
 // StoredPeers is how many BEP 5 announcements this node holds for others.
 func (n *Node) StoredPeers() int { return n.peers.Len() }
 
-// Bootstrap fills the routing table by looking up the node's own ID.
+// Bootstrap fills the routing table by looking up the node's own ID. A
+// round that reaches no node is tried again (up to four rounds, 0.5 s,
+// 1 s and 2 s apart, within ctx): on a lossy link the one query to a
+// single bootstrap node is easily lost, and each round is one try.
 func (n *Node) Bootstrap(ctx context.Context) error {
-	st, err := n.srv.BootstrapContext(ctx)
-	if err != nil {
-		return fmt.Errorf("dht: bootstrap: %w", err)
+	var tried uint32
+	wait := 500 * time.Millisecond
+	for round := 0; ; round++ {
+		st, err := n.srv.BootstrapContext(ctx)
+		if err != nil {
+			return fmt.Errorf("dht: bootstrap: %w", err)
+		}
+		tried += st.NumAddrsTried
+		if n.srv.NumNodes() > 0 {
+			return nil
+		}
+		if round == 3 || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+		wait *= 2
 	}
-	if n.srv.NumNodes() == 0 {
-		return fmt.Errorf("dht: bootstrap reached no node (%d queries sent); check the network and --bootstrap", st.NumAddrsTried)
-	}
-	return nil
+	return fmt.Errorf("dht: bootstrap reached no node (%d queries sent); check the network and --bootstrap", tried)
 }
 
 // ensureBootstrapped bootstraps if the routing table is empty.

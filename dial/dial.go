@@ -55,7 +55,8 @@ type Options struct {
 	Paths []Path
 	// BoardDelay holds the ICE attempt back while direct attempts run,
 	// so a device reachable directly does not also cost a rendezvous;
-	// zero means 300 ms, negative means no delay. The attempt starts at
+	// zero means 250 ms (RFC 8305's happy-eyeballs delay), negative means
+	// no delay. The attempt starts at
 	// once when the record offers no direct address.
 	BoardDelay time.Duration
 	// WebRTC adjusts pion's settings for the ICE attempt (interfaces in
@@ -114,7 +115,7 @@ func Dial(ctx context.Context, key identity.PublicKey, o Options) (*Result, erro
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.BoardDelay == 0 {
-		o.BoardDelay = 300 * time.Millisecond
+		o.BoardDelay = 250 * time.Millisecond
 	}
 	start := time.Now()
 	content := o.Content
@@ -318,6 +319,10 @@ func (s *setups) take(pc *webrtc.PeerConnection) *kps.Setup {
 func webrtcSettings(user func(*webrtc.SettingEngine)) func(*webrtc.SettingEngine) {
 	return func(se *webrtc.SettingEngine) {
 		_ = se.SetICERenomination(webrtc.WithRenominationInterval(time.Second))
+		// pion waits 2 s before settling for a relay pair in case a
+		// direct one turns up; with renomination a direct pair that works
+		// later takes over anyway, so the relay can carry data sooner.
+		se.SetRelayAcceptanceMinWait(500 * time.Millisecond)
 		if user != nil {
 			user(se)
 		}

@@ -90,11 +90,29 @@ func isLocalTestnet(bootstrap []string) bool {
 	for _, hp := range bootstrap {
 		host, _, _ := net.SplitHostPort(hp)
 		ip, err := netip.ParseAddr(host)
-		if err != nil || !(ip.IsLoopback() || ip.IsPrivate()) {
+		if err != nil || !(ip.IsLoopback() || ip.IsPrivate() || labRange(ip)) {
 			return false
 		}
 	}
 	return len(bootstrap) > 0
+}
+
+// labRanges never appear on the public internet: documentation
+// (RFC 5737) and shared address space (RFC 6598), as network labs use.
+var labRanges = []netip.Prefix{
+	netip.MustParsePrefix("192.0.2.0/24"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+}
+
+func labRange(ip netip.Addr) bool {
+	for _, p := range labRanges {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // node starts a DHT node joined to the configured network.
