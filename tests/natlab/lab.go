@@ -63,6 +63,7 @@ type Lab struct {
 	namespaces []string   // every namespace made, in creation order
 	publics    int        // public addresses handed out
 	lans       int        // private LANs made
+	blocks     int        // Block tables made
 	closed     bool
 }
 

@@ -109,3 +109,30 @@ func probeNetem() error {
 	}
 	return nil
 }
+
+// Block drops every IPv4 packet between the public addresses of a and b
+// (a host's router's WAN address when it is behind a NAT) on the public
+// segment, both ways, until the returned function lifts it: a firewall
+// between two sites that still both reach the public hosts. Tests use it
+// to make ICE settle on a relay, then lift it to watch the connection
+// move to a direct pair.
+func (l *Lab) Block(a, b *Host) (unblock func() error, err error) {
+	l.mu.Lock()
+	l.blocks++
+	table := fmt.Sprintf("natlab_block%d", l.blocks)
+	l.mu.Unlock()
+	rules := fmt.Sprintf(`add table bridge %[1]s
+add chain bridge %[1]s forward { type filter hook forward priority filter - 1; policy accept; }
+add rule bridge %[1]s forward meta protocol ip ip saddr %[2]s ip daddr %[3]s drop
+add rule bridge %[1]s forward meta protocol ip ip saddr %[3]s ip daddr %[2]s drop
+`, table, a.PublicIP, b.PublicIP)
+	if err := nft(l.sw, rules); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() error {
+		var err error
+		once.Do(func() { err = nft(l.sw, "delete table bridge "+table+"\n") })
+		return err
+	}, nil
+}

@@ -279,3 +279,78 @@ func joinTypes(ts []natlab.NATType) string {
 	}
 	return strings.Join(s, " | ")
 }
+
+// TestRelayUpgradedToPunch: two devices behind port-restricted NATs
+// whose direct path is blocked connect through TURN; once the block is
+// lifted, ICE renomination moves the connection to a punched pair while
+// the same stream keeps echoing.
+func TestRelayUpgradedToPunch(t *testing.T) {
+	l := natlab.New(t, natlab.Options{})
+	w := newWorld(t, l)
+	devHost := l.Private(natlab.PortRestricted, natlab.LinkOptions{})
+	dialer := l.Private(natlab.PortRestricted, natlab.LinkOptions{})
+	key := w.device(t, devHost)
+	unblock, err := l.Block(devHost, dialer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unblock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := dialer.Command(ctx, keyholeBin(t), "--home", t.TempDir(), "ping", key, "-c", "40", "-i", "250ms",
+		"--bootstrap", w.boot, "--dht-addr", "0.0.0.0:0", "--relay", "none", "--timeout", "30s", "--log-level", "warn")
+	cmd.Env = append(os.Environ(), "KEYHOLE_RELAYS=none")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &lockedBuf{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	seqPath := regexp.MustCompile(`^seq=(\d+) rtt=\S+ ms path=(\w+)$`)
+	var paths []string
+	sc := bufio.NewScanner(out)
+	lifted := -1
+	for sc.Scan() {
+		m := seqPath.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		paths = append(paths, m[2])
+		if len(paths) == 1 {
+			if m[2] != "relayed" {
+				t.Fatalf("with the direct path blocked the first echo went %s; stderr:\n%s", m[2], stderr)
+			}
+			if err := unblock(); err != nil {
+				t.Fatal(err)
+			}
+			lifted = len(paths)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("ping: %v (after %d echoes, paths %v); stderr:\n%s", err, len(paths), paths, stderr)
+	}
+	if len(paths) != 40 {
+		t.Fatalf("%d of 40 echoes came back: %v", len(paths), paths)
+	}
+	moved := -1
+	for i, p := range paths {
+		if p == "punched" {
+			moved = i + 1
+			break
+		}
+	}
+	t.Logf("paths: %v", paths)
+	if moved < 0 {
+		t.Fatalf("the connection stayed on the relay for %d echoes after the block was lifted", len(paths)-lifted)
+	}
+	for _, p := range paths[moved-1:] {
+		if p != "punched" {
+			t.Fatalf("after moving to a punched pair the connection went back to %s: %v", p, paths)
+		}
+	}
+	t.Logf("relayed until echo %d, punched from echo %d (block lifted after echo %d, 250 ms apart), same stream throughout", moved-1, moved, lifted)
+}
