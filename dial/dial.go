@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -56,8 +58,9 @@ type Options struct {
 	// BoardDelay holds the ICE attempt back while direct attempts run,
 	// so a device reachable directly does not also cost a rendezvous;
 	// zero means 250 ms (RFC 8305's happy-eyeballs delay), negative means
-	// no delay. The attempt starts at
-	// once when the record offers no direct address.
+	// no delay. The attempt starts at once when no direct address looks
+	// reachable (none, or only private ones of networks this machine is
+	// not on).
 	BoardDelay time.Duration
 	// WebRTC adjusts pion's settings for the ICE attempt (interfaces in
 	// tests).
@@ -180,7 +183,7 @@ func Dial(ctx context.Context, key identity.PublicKey, o Options) (*Result, erro
 	}
 	if o.allows(Punched) || o.allows(Relayed) {
 		delay := o.BoardDelay
-		if n == 0 || delay < 0 {
+		if delay < 0 || !slices.ContainsFunc(content.Direct, promising) || !o.allows(Direct) {
 			delay = 0
 		}
 		nodes := append(slices.Clone(o.Nodes), content.Nodes...)
@@ -312,6 +315,30 @@ func (s *setups) take(pc *webrtc.PeerConnection) *kps.Setup {
 	}
 	return st
 }
+
+// promising reports whether a direct address is worth holding the board
+// attempt back for: a public address, or a private one on a network this
+// machine is on. A private address elsewhere (the device's LAN seen from
+// another LAN, the usual case behind a NAT) is still dialed, since a VPN
+// may route it, but the board does not wait for it.
+func promising(a record.KPSAddr) bool {
+	ip := a.AddrPort.Addr().Unmap()
+	if !(ip.IsPrivate() || ip.IsLinkLocalUnicast() || cgnat.Contains(ip)) {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true
+	}
+	for _, ia := range addrs {
+		if p, err := netip.ParsePrefix(ia.String()); err == nil && p.Masked().Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 
 // webrtcSettings adds what every keyhole ICE connection needs to the
 // caller's settings: renomination, so a connection that started on a
