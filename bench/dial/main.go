@@ -9,7 +9,7 @@
 //   - by key, warm cache: dial.Dial with only the key: the record comes
 //     from the resolver's cache (a previous resolve filled it), the
 //     direct attempt races nothing else (the device's record offers a
-//     direct address and a board; the board attempt waits its 300 ms
+//     direct address and a board; the board attempt waits its 250 ms
 //     head start and never runs).
 //   - by key, punched / relayed: the same device reached through its
 //     board (ICE with the community node's STUN; TURN for relayed), for

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -104,27 +105,59 @@ func New(tb testing.TB, o Options) *Lab {
 	if reason := unsupported(); reason != "" {
 		skipOrFatal(tb, reason)
 	}
-	logf := o.Logf
-	if logf == nil {
-		logf = tb.Logf
+	if o.Logf == nil {
+		o.Logf = tb.Logf
 	}
-	removeStale(logf)
-	id, lock, err := acquireID()
+	l, err := Open(o)
+	var ue *UnsupportedError
+	if errors.As(err, &ue) {
+		skipOrFatal(tb, ue.Reason)
+	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	l := &Lab{tb: tb, logf: logf, id: id, lock: lock}
+	l.tb = tb
 	tb.Cleanup(func() {
 		if err := l.Close(); err != nil {
 			tb.Errorf("natlab: close: %v", err)
 		}
 	})
+	return l
+}
+
+// UnsupportedError means this machine cannot run a lab, and why.
+type UnsupportedError struct{ Reason string }
+
+func (e *UnsupportedError) Error() string { return "natlab: " + e.Reason }
+
+// Open builds an empty lab outside a test: for the natlab command, which
+// keeps one up for a person to use. The caller must Close it; a lab
+// whose process dies is removed by the next Open or New. Options.Logf
+// nil means log.Printf.
+func Open(o Options) (*Lab, error) {
+	if reason := unsupported(); reason != "" {
+		return nil, &UnsupportedError{reason}
+	}
+	logf := o.Logf
+	if logf == nil {
+		logf = log.Printf
+	}
+	removeStale(logf)
+	id, lock, err := acquireID()
+	if err != nil {
+		return nil, err
+	}
+	l := &Lab{logf: logf, id: id, lock: lock}
 	l.sw = l.nsName("sw")
+	fail := func(err error) (*Lab, error) {
+		l.Close()
+		return nil, err
+	}
 	if err := l.addNamespace(l.sw); err != nil {
-		skipOrFatal(tb, fmt.Sprintf("cannot create a network namespace: %v", err))
+		return fail(&UnsupportedError{fmt.Sprintf("cannot create a network namespace: %v", err)})
 	}
 	if err := nft(l.sw, probeRules); err != nil {
-		skipOrFatal(tb, fmt.Sprintf("the kernel cannot run nftables NAT: %v", err))
+		return fail(&UnsupportedError{fmt.Sprintf("the kernel cannot run nftables NAT: %v", err)})
 	}
 	// nf_call_*: with br_netfilter loaded, bridged frames would otherwise
 	// cross the switch namespace's (empty) netfilter hooks and conntrack.
@@ -132,10 +165,10 @@ func New(tb testing.TB, o Options) *Lab {
 		"link add br0 type bridge nf_call_iptables 0 nf_call_ip6tables 0 nf_call_arptables 0",
 		"link set br0 up",
 	); err != nil {
-		tb.Fatal(err)
+		return fail(err)
 	}
 	logf("natlab: lab kh-%s: public segment %s on br0 in %s", id, publicNet, l.sw)
-	return l
+	return l, nil
 }
 
 func (l *Lab) nsName(role string) string { return "kh-" + l.id + "-" + role }
@@ -185,12 +218,15 @@ func sysctl(ns string, kv ...string) error {
 // address.
 func (l *Lab) Public() *Host {
 	l.tb.Helper()
-	h, err := l.addPublic(LinkOptions{})
+	h, err := l.AddPublic()
 	if err != nil {
 		l.tb.Fatal(err)
 	}
 	return h
 }
+
+// AddPublic is Public for a lab made with Open.
+func (l *Lab) AddPublic() (*Host, error) { return l.addPublic(LinkOptions{}) }
 
 // Private adds a host behind a NAT router of the given type on a LAN of
 // its own, with o impairing the router's WAN link. Private(None, o) puts
@@ -198,20 +234,22 @@ func (l *Lab) Public() *Host {
 // own link.
 func (l *Lab) Private(nat NATType, o LinkOptions) *Host {
 	l.tb.Helper()
-	var h *Host
-	var err error
-	switch {
-	case nat == None:
-		h, err = l.addPublic(o)
-	case nat.valid():
-		h, err = l.addPrivate(nat, o)
-	default:
-		err = fmt.Errorf("natlab: unknown NAT type %q", nat)
-	}
+	h, err := l.AddPrivate(nat, o)
 	if err != nil {
 		l.tb.Fatal(err)
 	}
 	return h
+}
+
+// AddPrivate is Private for a lab made with Open.
+func (l *Lab) AddPrivate(nat NATType, o LinkOptions) (*Host, error) {
+	switch {
+	case nat == None:
+		return l.addPublic(o)
+	case nat.valid():
+		return l.addPrivate(nat, o)
+	}
+	return nil, fmt.Errorf("natlab: unknown NAT type %q", nat)
 }
 
 func (l *Lab) addPublic(o LinkOptions) (*Host, error) {
