@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -185,5 +186,42 @@ func TestWrongKey(t *testing.T) {
 	content = record.Content{Boards: []string{w.board}}
 	if _, err := dial.Dial(ctx2, impostor.Public(), dial.Options{Identity: me, Content: &content, WebRTC: loopback}); err == nil {
 		t.Fatal("a board connected us to a key nobody holds")
+	}
+}
+
+// TestReflexive: the node's STUN server reports the address this test's
+// socket comes from (loopback here: no NAT), and a silent server is an
+// error within the deadline, not a hang.
+func TestReflexive(t *testing.T) {
+	st, err := stunturn.Listen("127.0.0.1:0", stunturn.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := dial.Reflexive(ctx, "stun:"+st.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Addr() != netip.MustParseAddr("127.0.0.1") || got.Port() == 0 {
+		t.Fatalf("reflexive address %s, want 127.0.0.1:<port>", got)
+	}
+	silent, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	t0 := time.Now()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), time.Second)
+	defer cancel2()
+	if _, err := dial.Reflexive(ctx2, "stun:"+silent.LocalAddr().String()); err == nil {
+		t.Fatal("a silent STUN server gave an address")
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Fatalf("gave up after %v, past the deadline", d)
+	}
+	if _, err := dial.Reflexive(ctx, "turn:127.0.0.1:1"); err == nil {
+		t.Fatal("accepted a turn: URL")
 	}
 }

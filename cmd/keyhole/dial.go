@@ -18,6 +18,7 @@ import (
 	"github.com/keyhole-p2p/keyhole/dial"
 	"github.com/keyhole-p2p/keyhole/identity"
 	"github.com/keyhole-p2p/keyhole/kps"
+	nodeclient "github.com/keyhole-p2p/keyhole/node/client"
 	"github.com/keyhole-p2p/keyhole/record"
 )
 
@@ -173,7 +174,7 @@ func (d *daemonServe) register(fs *pflag.FlagSet) {
 	fs.StringVar(&d.listen, "listen", "", "also accept direct KPS connections on this UDP address (e.g. :4242) and publish its addresses")
 	fs.BoolVar(&d.echo, "echo", false, "echo every stream of every connection (for ping and tests)")
 	fs.StringArrayVar(&d.ifaces, "iface", nil, "gather ICE candidates on these interfaces only (repeatable; default all)")
-	fs.DurationVar(&d.watch, "watch", 5*time.Second, "how often to check the network for changed addresses")
+	fs.DurationVar(&d.watch, "watch", 5*time.Second, "how often to check the network for changed addresses (the public address, through a node's STUN, every sixth time)")
 }
 
 // run serves until ctx ends. base is the content from the flags; the
@@ -218,9 +219,47 @@ func (d *daemonServe) run(ctx context.Context, key *identity.PrivateKey, base *r
 		defer bl.Close()
 		go accept(bl.Accept)
 	}
+	// The public address, as a community node's STUN server sees this
+	// device: a change there is a network change too (the NAT's address
+	// moved), which local interfaces do not show.
+	var lastPublic netip.Addr
+	checkPublic := func() bool {
+		if len(base.Nodes) == 0 {
+			return false
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		var nc nodeclient.Client
+		in, err := nc.Info(cctx, base.Nodes[0])
+		if err != nil || len(in.STUN) == 0 {
+			return false
+		}
+		ap, err := dial.Reflexive(cctx, in.STUN[0])
+		if err != nil {
+			logger.Debug("no reflexive address", "err", err)
+			return false
+		}
+		changed := lastPublic.IsValid() && ap.Addr() != lastPublic
+		if !lastPublic.IsValid() || changed {
+			logger.Info("public address as the community node sees it", "address", ap.Addr().String(), "changed", changed)
+		}
+		lastPublic = ap.Addr()
+		return changed
+	}
+	checkPublic()
 	if kl == nil {
-		<-ctx.Done()
-		return nil
+		t := time.NewTicker(6 * d.watch)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if checkPublic() {
+					setContent(base) // republish at once
+				}
+			}
+		}
 	}
 	// Publish the listener's addresses, and again when they change.
 	var last []netip.Addr
@@ -234,12 +273,13 @@ func (d *daemonServe) run(ctx context.Context, key *identity.PrivateKey, base *r
 			fixed = []netip.Addr{ip.Unmap()}
 		}
 	}
-	for {
+	for tick := 0; ; tick++ {
 		addrs := fixed
 		if addrs == nil {
 			addrs = localAddrs(d.ifaces)
 		}
-		if !slices.Equal(addrs, last) {
+		publicMoved := tick > 0 && tick%6 == 0 && checkPublic()
+		if !slices.Equal(addrs, last) || publicMoved {
 			c := *base
 			c.Direct = slices.Clone(base.Direct)
 			for _, a := range addrs {

@@ -168,3 +168,52 @@ func TestRelayUpgradedToPunch(t *testing.T) {
 	}
 	t.Logf("relayed until echo %d, punched from echo %d (block lifted after echo %d, 250 ms apart), same stream throughout", moved-1, moved, lifted)
 }
+
+// TestRepublishOnNetworkChange: when a device's addresses change, its
+// daemon republishes its record at once, and a dialer that resolves the
+// key then finds the new address.
+func TestRepublishOnNetworkChange(t *testing.T) {
+	l := natlab.New(t, natlab.Options{})
+	w := natlab.NewWorld(t, l)
+	dev := l.Private(natlab.None, natlab.LinkOptions{}) // a public host: its addresses are what it publishes
+	key := w.Device(t, dev)
+	other := l.Private(natlab.PortRestricted, natlab.LinkOptions{})
+	resolveHas := func(addr string) bool {
+		out, _, err := natlab.RunKeyhole(t, other, "", 20*time.Second, "resolve", key, "--bootstrap", w.Boot,
+			"--dht-addr", "0.0.0.0:0", "--relay", "none", "--log-level", "error")
+		return err == nil && strings.Contains(out, addr+":4242:")
+	}
+	waitFor := func(what string, ok func() bool) {
+		deadline := time.Now().Add(40 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s within 40 s", what)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	waitFor("the record names the device's address", func() bool { return resolveHas(dev.IP.String()) })
+	const moved = "203.0.113.77"
+	if out, err := dev.Command(context.Background(), "ip", "addr", "add", moved+"/24", "dev", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("adding an address: %v: %s", err, out)
+	}
+	t0 := time.Now()
+	waitFor("the record names the new address", func() bool { return resolveHas(moved) })
+	t.Logf("the new address was in the record %v after it appeared", time.Since(t0).Round(100*time.Millisecond))
+	// And a dial by key reaches it there once the old address is gone.
+	// (Deleting a primary address deletes the secondaries of its subnet
+	// too unless they are promoted.)
+	if err := dev.Run(func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/conf/eth0/promote_secondaries", []byte("1"), 0o644)
+	}); err != nil {
+		t.Fatalf("promote_secondaries: %v", err)
+	}
+	if out, err := dev.Command(context.Background(), "ip", "addr", "del", dev.IP.String()+"/24", "dev", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("removing the old address: %v: %s", err, out)
+	}
+	waitFor("the old address leaves the record", func() bool { return !resolveHas(dev.IP.String()) })
+	r := w.Ping(t, other, key)
+	if r.Err != nil || r.Path != "direct" || !strings.HasPrefix(r.Via, moved+":4242:") {
+		t.Fatalf("after the move: path %s via %s, err %v\n%s", r.Path, r.Via, r.Err, r.Stderr)
+	}
+}
