@@ -212,7 +212,7 @@ func Dial(ctx context.Context, key identity.PublicKey, o Options) (*Result, erro
 		cancel() // the others stop; late winners close themselves
 		out.res.Resolve, out.res.Connect = resolved, time.Since(start)-resolved
 		out.res.Attempts = attempts
-		o.Logger.Info("dial: connected", "peer", key.String(), "path", out.res.Path, "via", out.res.Via, "in", out.res.Connect)
+		o.Logger.Debug("dial: connected", "peer", key.String(), "path", out.res.Path, "via", out.res.Via, "in", out.res.Connect)
 		return out.res, nil
 	}
 	return nil, &Error{Key: key, Attempts: attempts}
