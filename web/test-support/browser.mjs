@@ -220,6 +220,12 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
+  // Several pages run at once and each must keep its timers: a page that is
+  // not in front would otherwise be throttled (timers aligned to seconds,
+  // CPU budgets), and a proof of work or a timeout in it would stall.
+  '--disable-background-timer-throttling',
+  '--disable-backgrounding-occluded-windows',
+  '--disable-renderer-backgrounding',
 ];
 
 /**
