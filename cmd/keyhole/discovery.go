@@ -215,9 +215,7 @@ func newDaemonCmd(e *env, g *globals) *cobra.Command {
 						return err
 					}
 				}
-				if ds.listen != "" {
-					fmt.Fprintf(e.stdout, "%s\n", p.Key.Public())
-				}
+				fmt.Fprintf(e.stdout, "%s\n", p.Key.Public()) // the address to dial
 			}
 			p.OnPublish = func(r resolve.Report, err error) {
 				nodes, relays := r.Landed()
