@@ -90,9 +90,17 @@ func (l *Listener) Close() error {
 func (l *Listener) serveBoard(url string) {
 	backoff := time.Second
 	for l.ctx.Err() == nil {
+		began := time.Now()
 		err := l.session(url)
 		if l.ctx.Err() != nil {
 			return
+		}
+		if time.Since(began) > time.Minute {
+			backoff = time.Second // it was up a while: a new failure starts over
+		}
+		if errors.Is(err, errRefresh) {
+			backoff = time.Second
+			continue
 		}
 		l.o.Logger.Warn("dial: board connection lost; dialing again", "board", url, "err", err, "in", backoff)
 		select {
@@ -103,6 +111,10 @@ func (l *Listener) serveBoard(url string) {
 		backoff = min(2*backoff, time.Minute)
 	}
 }
+
+// errRefresh ends a board session on purpose: TURN credentials expire,
+// so the listener reconnects for fresh ones every half hour.
+var errRefresh = errors.New("dial: refreshing ICE servers")
 
 // session is one connection to a board, until it fails.
 func (l *Listener) session(url string) error {
@@ -129,7 +141,7 @@ func (l *Listener) session(url string) error {
 		sess, err := bc.Accept(ctx)
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && l.ctx.Err() == nil {
-				return errors.New("refreshing ICE servers")
+				return errRefresh
 			}
 			return err
 		}
