@@ -79,6 +79,22 @@ func (f *dialFlags) byKey(ctx context.Context, e *env, g *globals, key identity.
 	return res, closeNode, nil
 }
 
+// stream dials key (byKey) and opens one stream on the connection;
+// done closes both and the DHT node.
+func (f *dialFlags) stream(ctx context.Context, e *env, g *globals, key identity.PublicKey) (*dial.Result, kps.Stream, func(), error) {
+	res, closeNode, err := f.byKey(ctx, e, g, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := res.Conn.OpenStream(ctx)
+	if err != nil {
+		res.Conn.Close()
+		closeNode()
+		return nil, nil, nil, err
+	}
+	return res, st, func() { st.Close(); res.Conn.Close(); closeNode() }, nil
+}
+
 // dialTarget tells a key (dial by key) from a KPS address (dial as is).
 func dialTarget(arg string) (identity.PublicKey, bool) {
 	if strings.Count(arg, ":") >= 2 && !strings.Contains(arg, "://") {
@@ -110,17 +126,11 @@ func newPingCmd(e *env, g *globals) *cobra.Command {
 				return usagef("--count %d: use 1 to 10000", count)
 			}
 			ctx := cmd.Context()
-			res, closeNode, err := f.byKey(ctx, e, g, key)
+			res, st, done, err := f.stream(ctx, e, g, key)
 			if err != nil {
 				return err
 			}
-			defer closeNode()
-			defer res.Conn.Close()
-			st, err := res.Conn.OpenStream(ctx)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
+			defer done()
 			var rtts []time.Duration
 			buf := make([]byte, 16)
 			for seq := 1; seq <= count; seq++ {

@@ -212,16 +212,11 @@ func newCatCmd(e *env, g *globals) *cobra.Command {
 				if plain || webrtc || peer != "" {
 					return usagef("--plain, --webrtc and --peer apply to KPS addresses; a key is dialed by the best path found")
 				}
-				res, closeNode, err := df.byKey(ctx, e, g, key)
+				_, st, done, err := df.stream(ctx, e, g, key)
 				if err != nil {
 					return err
 				}
-				defer closeNode()
-				defer res.Conn.Close()
-				st, err := res.Conn.OpenStream(ctx)
-				if err != nil {
-					return err
-				}
+				defer done()
 				return pipe(ctx, e, st, kpsAbort(st))
 			}
 			opts := kps.DialOptions{Timeout: df.timeout}
