@@ -18,7 +18,13 @@
 //     line. The session frames (AUTH_*, ERROR) have their own helpers.
 //
 // The framing is only a codec. Which frame may follow which (AUTH_CLIENT
-// first, nothing but WS_FRAME after a 101, ERROR then teardown), header
-// rewriting, timeouts and demultiplexing by request id belong to the host
-// and client that use it.
+// first, ERROR then teardown), header rewriting, timeouts and
+// demultiplexing by request id belong to the sessions built on it:
+//
+//   - Serve is the host side of one session, independent of WebRTC: the
+//     channel binding (an unpaired or unproven client is sent nothing
+//     and disconnected), then HTTP forwarding to one upstream with
+//     request and response bodies streamed, never held whole, requests
+//     multiplexed by request id, hop-by-hop and provenance fields
+//     stripped, Host pinned, and a 502 for upstream failures.
 package openhost

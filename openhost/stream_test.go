@@ -330,3 +330,19 @@ func TestReaderIOErrorSticks(t *testing.T) {
 		t.Fatalf("Next after the error: %v", err2)
 	}
 }
+
+// TestWriteLast: after WriteLast nothing more reaches the stream.
+func TestWriteLast(t *testing.T) {
+	var wire bytes.Buffer
+	w := NewWriter(&wire)
+	if err := w.WriteLast(ErrorFrame("bye")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFrame(Frame{Type: TypePing}); !errors.Is(err, ErrWriterDone) {
+		t.Fatalf("write after WriteLast: %v", err)
+	}
+	want, _ := AppendFrame(nil, ErrorFrame("bye"))
+	if !bytes.Equal(wire.Bytes(), want) {
+		t.Fatalf("stream holds %x, want only %x", wire.Bytes(), want)
+	}
+}

@@ -42,9 +42,24 @@ func NewWriter(w io.Writer) *Writer {
 	return &Writer{w: w}
 }
 
+// ErrWriterDone is returned by a Writer after WriteLast.
+var ErrWriterDone = errors.New("openhost: frame writer done: the channel is being torn down")
+
 // WriteFrame checks f against the rules a decoder enforces and writes
 // it in the v2 shape.
 func (w *Writer) WriteFrame(f Frame) error {
+	return w.writeFrame(f, false)
+}
+
+// WriteLast writes f like WriteFrame and then refuses every later frame
+// with ErrWriterDone, so that f, typically the ERROR that precedes
+// teardown (spec 01 section 5), is the last frame on the channel
+// whatever other goroutines are still sending.
+func (w *Writer) WriteLast(f Frame) error {
+	return w.writeFrame(f, true)
+}
+
+func (w *Writer) writeFrame(f Frame, last bool) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -61,6 +76,9 @@ func (w *Writer) WriteFrame(f Frame) error {
 	if err != nil {
 		w.err = fmt.Errorf("openhost: writing a %s frame with a %d-byte payload: %w", f.Type, len(f.Payload), err)
 		return w.err
+	}
+	if last {
+		w.err = ErrWriterDone
 	}
 	return nil
 }
