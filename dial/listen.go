@@ -48,7 +48,8 @@ type Listener struct {
 	wg     sync.WaitGroup
 }
 
-// Listen starts waiting on every board in o.Boards.
+// Listen starts waiting on every board in o.Boards. It runs until Close;
+// ctx is not a deadline for it (only for the values it carries).
 func Listen(ctx context.Context, o ListenOptions) (*Listener, error) {
 	if o.Identity == nil || len(o.Boards) == 0 {
 		return nil, errors.New("dial: listening needs an identity and at least one board")
