@@ -7,13 +7,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keyhole-p2p/keyhole/identity"
 	"github.com/keyhole-p2p/keyhole/node"
+	"github.com/keyhole-p2p/keyhole/node/nodetest"
 	"github.com/keyhole-p2p/keyhole/node/pow"
 )
 
@@ -209,32 +212,66 @@ func TestStreamLimits(t *testing.T) {
 }
 
 // TestSlowSubscriberDropped: a subscriber that never reads is cut off
-// once its queue is full, and the others keep getting posts.
+// once its queue is full, and the others keep getting posts. Both ends
+// of the slow stream get small socket buffers, so the kernel cannot
+// absorb the stream and the node really sees a reader that stopped.
 func TestSlowSubscriberDropped(t *testing.T) {
-	n := startNode(t, node.Options{SubscriberQueue: 4, Pricing: &node.Pricing{Base: 1, MaxBits: 2}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	const room = "slow-room-1234"
-	fast := subscribe(t, ctx, n.url, room)
-	// The slow one: a raw connection nobody reads, with tiny buffers.
-	slow, err := http.Get(n.url + "/room/" + room)
+	k, _ := identity.Generate()
+	s, err := node.New(node.Options{Identity: k, SubscriberQueue: 4, Load: &nodetest.Load{}, RatePerClient: 1000,
+		Pricing: &node.Pricing{Base: 1, MaxBits: 2}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer slow.Body.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(s)
+	ts.Listener.Close()
+	ts.Listener = smallSendBuffers{ln}
+	ts.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	defer func() { s.Close(); ts.Close() }()
+	base := ts.URL
+	const room = "slow-room-1234"
+	fast := subscribe(t, ctx, base, room)
+	// The slow one: a raw connection that asks for the stream and never
+	// reads, with a tiny receive buffer.
+	slow, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	slow.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(slow, "GET /room/%s HTTP/1.1\r\nHost: x\r\n\r\n", room)
+	time.Sleep(100 * time.Millisecond) // subscribed before the first post
 	for i := range 2000 {
 		body := fmt.Sprintf("%04d%s", i, strings.Repeat("y", 996))
-		in := info(t, http.DefaultClient, n.url)
+		in := info(t, http.DefaultClient, base)
 		nonce, _ := pow.Solve(ctx, in.Token, pow.Binding("room/"+room, []byte(body)), in.Difficulty)
-		if st, m := post(t, http.DefaultClient, n.url+"/room/"+room, pow.Header(in.Token, nonce), []byte(body)); st != http.StatusAccepted {
+		if st, m := post(t, http.DefaultClient, base+"/room/"+room, pow.Header(in.Token, nonce), []byte(body)); st != http.StatusAccepted {
 			t.Fatalf("post %d: %d %v", i, st, m)
 		}
 		next(t, fast, 5*time.Second)
-		if i%100 == 99 && metric(t, n.url, "keyhole_node_room_subscribers_dropped_total") >= 1 {
+		if i%50 == 49 && metric(t, base, "keyhole_node_room_subscribers_dropped_total") >= 1 {
+			t.Logf("dropped after %d posts", i+1)
 			return
 		}
 	}
 	t.Fatal("a subscriber that never reads was not dropped after 2000 posts of 1 KB")
+}
+
+// smallSendBuffers gives every accepted connection a small send buffer.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4096)
+	}
+	return c, err
 }
 
 // metric reads one counter from /metrics.

@@ -191,7 +191,7 @@ func (w *World) Ping(t testing.TB, h *Host, key string, extra ...string) PingRes
 	var r PingResult
 	// The record reaches the DHT a moment after the daemon starts.
 	for i := 0; ; i++ {
-		r.Stdout, r.Stderr, r.Err = RunKeyhole(t, h, "", 45*time.Second, args...)
+		r.Stdout, r.Stderr, r.Err = RunKeyhole(t, h, "", 90*time.Second, args...)
 		if r.Err == nil || i == 5 || !strings.Contains(r.Stderr, "no record") {
 			break
 		}

@@ -76,7 +76,9 @@ func TestLossyLinks(t *testing.T) {
 		{natlab.Symmetric, natlab.Symmetric},
 	} {
 		key := w.Device(t, l.Private(tc.to, lossy))
-		r := w.Ping(t, l.Private(tc.from, lossy), key)
+		// Handshakes retransmit on their own timers (DTLS flights, SCTP
+		// INIT), so a lossy dial takes longer: give it a minute.
+		r := w.Ping(t, l.Private(tc.from, lossy), key, "--timeout", "60s")
 		if r.Err != nil {
 			t.Fatalf("%s -> %s over 10%% loss: %v\nstderr: %s", tc.from, tc.to, r.Err, r.Stderr)
 		}
