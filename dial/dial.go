@@ -257,7 +257,7 @@ func viaBoard(ctx context.Context, boardURL string, key identity.PublicKey, node
 		Identity:   o.Identity,
 		ICEServers: servers,
 		RelayOnly:  relayOnly,
-		WebRTC:     webrtcSettings(o.WebRTC),
+		WebRTC:     webrtcSettings(o.WebRTC, relayOnly),
 		Setup:      setups.setup,
 		Logger:     o.Logger,
 	})
@@ -343,13 +343,18 @@ var cgnat = netip.MustParsePrefix("100.64.0.0/10")
 // webrtcSettings adds what every keyhole ICE connection needs to the
 // caller's settings: renomination, so a connection that started on a
 // relay moves to a punched pair when one works, without a new handshake.
-func webrtcSettings(user func(*webrtc.SettingEngine)) func(*webrtc.SettingEngine) {
+func webrtcSettings(user func(*webrtc.SettingEngine), relayOnly bool) func(*webrtc.SettingEngine) {
 	return func(se *webrtc.SettingEngine) {
 		_ = se.SetICERenomination(webrtc.WithRenominationInterval(time.Second))
 		// pion waits 2 s before settling for a relay pair in case a
 		// direct one turns up; with renomination a direct pair that works
 		// later takes over anyway, so the relay can carry data sooner.
-		se.SetRelayAcceptanceMinWait(500 * time.Millisecond)
+		// Relay-only, no direct pair can turn up: no wait at all.
+		if relayOnly {
+			se.SetRelayAcceptanceMinWait(0)
+		} else {
+			se.SetRelayAcceptanceMinWait(500 * time.Millisecond)
+		}
 		if user != nil {
 			user(se)
 		}

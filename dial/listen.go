@@ -126,7 +126,7 @@ func (l *Listener) session(url string) error {
 		Identity:   l.o.Identity,
 		ICEServers: servers,
 		Authorize:  l.o.Authorize,
-		WebRTC:     webrtcSettings(l.o.WebRTC),
+		WebRTC:     webrtcSettings(l.o.WebRTC, false),
 		Setup:      setups.setup,
 		Logger:     l.o.Logger,
 	})
