@@ -25,16 +25,10 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"net/http/httptest"
 	"net/netip"
 	"runtime"
@@ -45,6 +39,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/keyhole-p2p/keyhole/bench/internal/measure"
+	"github.com/keyhole-p2p/keyhole/bench/internal/rawquic"
 	"github.com/keyhole-p2p/keyhole/board"
 	"github.com/keyhole-p2p/keyhole/dht"
 	"github.com/keyhole-p2p/keyhole/dial"
@@ -136,7 +131,7 @@ func main() {
 	}{
 		{"raw quic-go to a known address (peer)", func() (time.Duration, error) {
 			t0 := time.Now()
-			c, err := quic.DialAddr(ctx, raw, &tls.Config{NextProtos: []string{"bench"}, InsecureSkipVerify: true}, &quic.Config{})
+			c, err := rawquic.Dial(ctx, raw)
 			if err != nil {
 				return 0, err
 			}
@@ -220,30 +215,12 @@ func loopback(se *webrtc.SettingEngine) {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 }
 
-// rawEcho is a plain quic-go listener echoing every stream.
+// rawEcho is a plain quic-go listener (kps's QUIC settings) echoing
+// every stream.
 func rawEcho(ctx context.Context) string {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"bench"}}, &quic.Config{})
+	ln, err := rawquic.Listen()
 	check(err)
-	go func() {
-		for {
-			c, err := ln.Accept(ctx)
-			if err != nil {
-				return
-			}
-			go func() {
-				for {
-					s, err := c.AcceptStream(ctx)
-					if err != nil {
-						return
-					}
-					go io.Copy(s, s)
-				}
-			}()
-		}
-	}()
+	go rawquic.Serve(ctx, ln, func(s *quic.Stream) { io.Copy(s, s) })
 	return ln.Addr().String()
 }
 

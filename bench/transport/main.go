@@ -37,18 +37,13 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"github.com/keyhole-p2p/keyhole/bench/internal/measure"
+	"github.com/keyhole-p2p/keyhole/bench/internal/rawquic"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -462,63 +457,8 @@ func kpsBulk(ctx context.Context, transport string, n int64, chunk int) (time.Du
 	return finish(ctx, start, n, done)
 }
 
-// rawQUICConfig has the knobs of kps's quic.Config (kps/quic.go), so the
-// ratio measures kps and not a different configuration.
-func rawQUICConfig() *quic.Config {
-	return &quic.Config{
-		EnableDatagrams:        true,
-		KeepAlivePeriod:        15 * time.Second,
-		MaxIdleTimeout:         45 * time.Second,
-		MaxIncomingStreams:     4096,
-		HandshakeIdleTimeout:   10 * time.Second,
-		MaxStreamReceiveWindow: 6 << 20,
-	}
-}
-
-// selfSigned is an ECDSA P-256 certificate, the kind kps presents.
-func selfSigned() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
-}
-
-const benchALPN = "bench"
-
-func rawQUICListen() (*quic.Listener, error) {
-	cert, err := selfSigned()
-	if err != nil {
-		return nil, err
-	}
-	return quic.ListenAddr("127.0.0.1:0", &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{benchALPN},
-		MinVersion:   tls.VersionTLS13,
-	}, rawQUICConfig())
-}
-
-func rawQUICDial(ctx context.Context, addr string) (*quic.Conn, error) {
-	return quic.DialAddr(ctx, addr, &tls.Config{
-		NextProtos:         []string{benchALPN},
-		MinVersion:         tls.VersionTLS13,
-		InsecureSkipVerify: true, // loopback bench; kps pins a certhash instead
-	}, rawQUICConfig())
-}
-
 func quicBulk(ctx context.Context, n int64, chunk int) (time.Duration, error) {
-	ln, err := rawQUICListen()
+	ln, err := rawquic.Listen()
 	if err != nil {
 		return 0, err
 	}
@@ -540,7 +480,7 @@ func quicBulk(ctx context.Context, n int64, chunk int) (time.Duration, error) {
 		got, err := drain(s)
 		done <- recvResult{got, time.Now(), err}
 	}()
-	c, err := rawQUICDial(ctx, ln.Addr().String())
+	c, err := rawquic.Dial(ctx, ln.Addr().String())
 	if err != nil {
 		return 0, err
 	}
@@ -800,21 +740,7 @@ func kpsEchoServer(ctx context.Context, l *kps.Listener) {
 }
 
 func quicEchoServer(ctx context.Context, ln *quic.Listener) {
-	for {
-		c, err := ln.Accept(ctx)
-		if err != nil {
-			return
-		}
-		go func() {
-			for {
-				s, err := c.AcceptStream(ctx)
-				if err != nil {
-					return
-				}
-				go echo(quicStream{s})
-			}
-		}()
-	}
+	rawquic.Serve(ctx, ln, func(s *quic.Stream) { echo(quicStream{s}) })
 }
 
 // pionEchoServer echoes every message of every channel a opens, until
@@ -890,7 +816,7 @@ func kpsDials(ctx context.Context, transport string, n int) ([]time.Duration, er
 func quicDials(ctx context.Context, n int) ([]time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	ln, err := rawQUICListen()
+	ln, err := rawquic.Listen()
 	if err != nil {
 		return nil, err
 	}
@@ -899,7 +825,7 @@ func quicDials(ctx context.Context, n int) ([]time.Duration, error) {
 	var out []time.Duration
 	for i := 0; i < n; i++ {
 		t := time.Now()
-		c, err := rawQUICDial(ctx, ln.Addr().String())
+		c, err := rawquic.Dial(ctx, ln.Addr().String())
 		if err != nil {
 			return nil, err
 		}
@@ -992,13 +918,13 @@ func kpsOpens(ctx context.Context, transport string, n int) ([]time.Duration, ti
 func quicOpens(ctx context.Context, n int) ([]time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	ln, err := rawQUICListen()
+	ln, err := rawquic.Listen()
 	if err != nil {
 		return nil, 0, err
 	}
 	defer ln.Close()
 	go quicEchoServer(ctx, ln)
-	c, err := rawQUICDial(ctx, ln.Addr().String())
+	c, err := rawquic.Dial(ctx, ln.Addr().String())
 	if err != nil {
 		return nil, 0, err
 	}
@@ -1155,14 +1081,14 @@ func runMemCase(ctx context.Context, name string, n int, profileDir string) (mem
 			return func() { c.Close() }, nil
 		}
 	case "quic-go":
-		ln, err := rawQUICListen()
+		ln, err := rawquic.Listen()
 		if err != nil {
 			return memResult{}, err
 		}
 		defer ln.Close()
 		go quicEchoServer(ctx, ln)
 		connect = func(ctx context.Context) (func(), error) {
-			c, err := rawQUICDial(ctx, ln.Addr().String())
+			c, err := rawquic.Dial(ctx, ln.Addr().String())
 			if err != nil {
 				return nil, err
 			}
