@@ -1,12 +1,9 @@
 package main
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyhole-p2p/keyhole/dht"
 )
 
 // TestDialByKey: a device running 'keyhole daemon' is reached by its key
@@ -14,14 +11,7 @@ import (
 // pipes through whatever wins. Everything is on loopback: a DHT testnet,
 // a board, a community node with TURN.
 func TestDialByKey(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	tn, err := dht.StartTestnet(ctx, 20, dht.TestnetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
-	boot := strings.Join(tn.Bootstrap(), ",")
+	boot, _ := network(t)
 	dhtArgs := []string{"--bootstrap", boot, "--dht-addr", "127.0.0.1:0", "--log-level", "error"}
 	net := append([]string{"--relay", "none"}, dhtArgs...)
 

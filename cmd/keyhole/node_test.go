@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -10,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/keyhole-p2p/keyhole/dht"
 )
 
 // TestNodeCommand: two 'keyhole node' processes on a loopback DHT
@@ -19,14 +16,7 @@ import (
 // not, 'node list' finds both cheapest first, and the node keeps its key
 // across restarts.
 func TestNodeCommand(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	tn, err := dht.StartTestnet(ctx, 20, dht.TestnetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
-	boot := strings.Join(tn.Bootstrap(), ",")
+	boot, _ := network(t)
 	common := []string{"--addr", "127.0.0.1:0", "--turn-addr", "127.0.0.1:0", "--dht-addr", "127.0.0.1:0",
 		"--bootstrap", boot, "--log-level", "error"}
 
