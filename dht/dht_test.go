@@ -211,20 +211,7 @@ func TestGetIgnoresLyingNodes(t *testing.T) {
 			return krpc.Msg{R: &krpc.Return{Token: ptr("t"), Bep44Return: krpc.Bep44Return{K: key.Public(), V: bencode.MustMarshal([]int{1, 2}), Seq: &forgedSeq}}}
 		},
 	}
-	// The client's ID sits next to the key's target too: the liars then
-	// land in a deep, empty bucket of its routing table and are kept,
-	// where a random ID could file them in a bucket the testnet's nodes
-	// already fill.
-	near := krpc.ID(bep44.MakeMutableTarget(key.Public(), nil))
-	near[19] ^= 2
-	c, err := New(Config{Addr: "127.0.0.1:0", Bootstrap: tn.Bootstrap(), Testnet: true, id: &near})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Bootstrap(ctxT(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	c := clientNear(t, tn, bep44.MakeMutableTarget(key.Public(), nil))
 	for i, lie := range lies {
 		l := startLiar(t, key.Public(), lie)
 		c.srv.Ping(l.addr())
@@ -412,4 +399,23 @@ func FuzzItemPacket(f *testing.F) {
 			t.Fatalf("accepted an item that does not verify: %v", err)
 		}
 	})
+}
+
+// clientNear is a node on tn whose ID sits next to target, so liars that
+// answer for target land in a deep, empty bucket of its routing table
+// and are kept, where a random ID could file them in a bucket the
+// testnet's nodes already fill.
+func clientNear(t *testing.T, tn *Testnet, target bep44.Target) *Node {
+	t.Helper()
+	near := krpc.ID(target)
+	near[19] ^= 2
+	c, err := New(Config{Addr: "127.0.0.1:0", Bootstrap: tn.Bootstrap(), Testnet: true, id: &near})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Bootstrap(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -220,19 +220,8 @@ func TestGetItemIgnoresLyingNodes(t *testing.T) {
 	// (A value that is not one bencoded value cannot even be sent: the
 	// whole reply would not parse.)
 	lies := map[string]*Item{"forged signature": &forged, "another salt": otherSalt, "no salt": unsalted, "oversize": oversize, "negative seq": negative}
-	// As in TestGetIgnoresLyingNodes, the client sits next to the target
-	// so that the liars land in a deep, empty bucket and are kept.
 	target := bep44.MakeMutableTarget(key.Public(), salt)
-	near := krpc.ID(target)
-	near[19] ^= 2
-	c, err := New(Config{Addr: "127.0.0.1:0", Bootstrap: tn.Bootstrap(), Testnet: true, id: &near})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Bootstrap(ctxT(t, 10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	c := clientNear(t, tn, target)
 	for name, lie := range lies {
 		t.Run(name, func(t *testing.T) {
 			l := startLiarNear(t, target, reply(lie))
