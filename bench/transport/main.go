@@ -41,8 +41,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/keyhole-p2p/keyhole/bench/internal/measure"
-	"github.com/keyhole-p2p/keyhole/bench/internal/rawquic"
 	"io"
 	"net"
 	"os"
@@ -64,6 +62,8 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/quic-go/quic-go"
 
+	"github.com/keyhole-p2p/keyhole/bench/internal/measure"
+	"github.com/keyhole-p2p/keyhole/bench/internal/rawquic"
 	"github.com/keyhole-p2p/keyhole/kps"
 )
 
