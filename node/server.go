@@ -363,14 +363,14 @@ func (s *Server) price(a netip.Addr) (bits, base, posts int, cpu, mem float64) {
 
 func (s *Server) info(r *http.Request, a netip.Addr) Info {
 	bits, base, posts, cpu, mem := s.price(a)
-	base_ := s.baseURL(r)
+	root := s.baseURL(r)
 	in := Info{
-		Node: s.key.String(), URL: base_, Token: s.issuer.Token(), TokenTTL: int(s.issuer.TTL().Seconds()),
+		Node: s.key.String(), URL: root, Token: s.issuer.Token(), TokenTTL: int(s.issuer.TTL().Seconds()),
 		Difficulty: bits, BaseDifficulty: base, Load: round3(max(cpu, mem)), CPU: round3(cpu), Mem: round3(mem),
 		Posts: posts, STUN: []string{}, TURN: []string{}, Version: s.opts.Version,
 	}
 	if s.opts.TURN != nil {
-		for _, u := range s.opts.TURN.URLs(s.turnHost(base_)) {
+		for _, u := range s.opts.TURN.URLs(s.turnHost(root)) {
 			if strings.HasPrefix(u, "stun:") {
 				in.STUN = append(in.STUN, u)
 			} else {
@@ -379,10 +379,10 @@ func (s *Server) info(r *http.Request, a netip.Addr) Info {
 		}
 	}
 	if s.opts.Board != nil {
-		in.Board = "ws" + strings.TrimPrefix(base_, "http") + "/board"
+		in.Board = "ws" + strings.TrimPrefix(root, "http") + "/board"
 	}
 	if s.opts.Relay != nil {
-		in.Pkarr = base_ + "/pkarr"
+		in.Pkarr = root + "/pkarr"
 	}
 	return in
 }
