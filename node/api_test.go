@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -216,25 +215,13 @@ func TestStreamLimits(t *testing.T) {
 // of the slow stream get small socket buffers, so the kernel cannot
 // absorb the stream and the node really sees a reader that stopped.
 func TestSlowSubscriberDropped(t *testing.T) {
-	k, _ := identity.Generate()
-	s, err := node.New(node.Options{Identity: k, SubscriberQueue: 4, Load: &nodetest.Load{}, RatePerClient: 1000,
-		Pricing: &node.Pricing{Base: 1, MaxBits: 2}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewUnstartedServer(s)
-	ts.Listener.Close()
-	ts.Listener = smallSendBuffers{ln}
-	ts.Start()
+	_, base := nodetest.Serve(t, smallSendBuffers{ln}, node.Options{SubscriberQueue: 4, Pricing: &node.Pricing{Base: 1, MaxBits: 2}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go s.Run(ctx)
-	defer func() { s.Close(); ts.Close() }()
-	base := ts.URL
 	const room = "slow-room-1234"
 	fast := subscribe(t, ctx, base, room)
 	// The slow one: a raw connection that asks for the stream and never

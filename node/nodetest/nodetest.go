@@ -42,6 +42,17 @@ func (l *Load) Set(cpu, mem float64) {
 // generous rate limit.
 func Start(t testing.TB, o node.Options) (*node.Server, string) {
 	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Serve(t, l, o)
+}
+
+// Serve is Start on a listener of the test's own (one that shapes its
+// connections, say).
+func Serve(t testing.TB, l net.Listener, o node.Options) (*node.Server, string) {
+	t.Helper()
 	if o.Identity == nil {
 		k, err := identity.Generate()
 		if err != nil {
@@ -57,10 +68,6 @@ func Start(t testing.TB, o node.Options) (*node.Server, string) {
 	}
 	if o.RatePerClient == 0 {
 		o.RatePerClient = 1000
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
 	}
 	if o.DHT != nil && o.AnnouncePort == 0 {
 		o.AnnouncePort = l.Addr().(*net.TCPAddr).Port
